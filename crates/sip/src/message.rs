@@ -1,0 +1,488 @@
+//! A SIP message: start line, headers in order, body. Typed accessors parse the
+//! headers the PBX uses; the writer produces the wire form.
+
+use std::fmt;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::error::ParseError;
+use crate::header::misc::{self, check_call_id, parse_max_forwards, parse_tokens};
+use crate::header::name_addr::parse_delta_seconds;
+use crate::header::{
+    AuthHeader, CSeq, Contacts, Event, Header, HeaderName, MediaType, NameAddr, Replaces,
+    SubscriptionState, Via,
+};
+use crate::method::Method;
+use crate::uri::Uri;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartLine {
+    Request { method: Method, uri: Uri },
+    Response { code: u16, reason: ByteString },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub start: StartLine,
+    pub headers: Vec<Header>,
+    pub body: Bytes,
+}
+
+/// The standard reason phrase of a status code.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        489 => "Bad Event",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => match code / 100 {
+            1 => "Trying",
+            2 => "OK",
+            3 => "Redirection",
+            4 => "Client Error",
+            5 => "Server Error",
+            _ => "Global Failure",
+        },
+    }
+}
+
+impl Message {
+    pub fn request(method: Method, uri: Uri) -> Self {
+        Self {
+            start: StartLine::Request { method, uri },
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn response(code: u16, reason: &str) -> Self {
+        Self {
+            start: StartLine::Response {
+                code,
+                reason: ByteString::from(reason.to_owned()),
+            },
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// A response to `req` (RFC 3261 §8.2.6.2): Via, From, To, Call-ID and CSeq copied;
+    /// the caller adds a To tag where the dialog needs one.
+    pub fn response_to(req: &Message, code: u16, reason: Option<&str>) -> Self {
+        let mut resp = Self::response(code, reason.unwrap_or_else(|| reason_phrase(code)));
+        for h in &req.headers {
+            if matches!(
+                h.name,
+                HeaderName::Via
+                    | HeaderName::From
+                    | HeaderName::To
+                    | HeaderName::CallId
+                    | HeaderName::CSeq
+            ) {
+                resp.headers.push(h.clone());
+            }
+        }
+        resp
+    }
+
+    /// A response's reason phrase.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Response { reason, .. } => Some(reason),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    pub fn uri(&self) -> Option<&Uri> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    pub fn code(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { code, .. } => Some(*code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The first value of `name`.
+    pub fn header(&self, name: &HeaderName) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.name == *name)
+            .map(|h| &*h.value)
+    }
+
+    /// Every value of `name`, in order.
+    pub fn header_values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a str> + 'a {
+        let name = name.clone();
+        self.headers
+            .iter()
+            .filter(move |h| h.name == name)
+            .map(|h| &*h.value)
+    }
+
+    pub fn count(&self, name: &HeaderName) -> usize {
+        self.headers.iter().filter(|h| h.name == *name).count()
+    }
+
+    pub fn push(&mut self, name: HeaderName, value: impl Into<ByteString>) {
+        self.headers.push(Header::new(name, value));
+    }
+
+    /// Replaces every `name` header with one value (at the position of the first).
+    pub fn set(&mut self, name: HeaderName, value: impl Into<ByteString>) {
+        let value = value.into();
+        match self.headers.iter().position(|h| h.name == name) {
+            Some(i) => {
+                self.headers[i].value = value;
+                let mut seen = false;
+                self.headers.retain(|h| {
+                    if h.name != name {
+                        return true;
+                    }
+                    let keep = !seen;
+                    seen = true;
+                    keep
+                });
+            }
+            None => self.headers.push(Header::new(name, value)),
+        }
+    }
+
+    /// Inserts a header before all others (a proxy's Via).
+    pub fn prepend(&mut self, name: HeaderName, value: impl Into<ByteString>) {
+        self.headers.insert(0, Header::new(name, value));
+    }
+
+    pub fn remove(&mut self, name: &HeaderName) {
+        self.headers.retain(|h| h.name != *name);
+    }
+
+    /// Sets the body and its Content-Type and Content-Length.
+    pub fn set_body(&mut self, content_type: &str, body: impl Into<Bytes>) {
+        self.body = body.into();
+        self.set(HeaderName::ContentType, content_type.to_owned());
+        self.set(HeaderName::ContentLength, self.body.len().to_string());
+    }
+
+    fn single(&self, name: &HeaderName) -> Result<Option<&str>, ParseError> {
+        let mut values = self.header_values(name);
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ParseError::in_header(
+                name.as_str(),
+                "appears more than once",
+            ));
+        }
+        Ok(first)
+    }
+
+    fn required(&self, name: &HeaderName) -> Result<&str, ParseError> {
+        self.single(name)?
+            .ok_or_else(|| ParseError::malformed(format!("missing {name} header")))
+    }
+
+    /// Every Via, top first.
+    pub fn vias(&self) -> Result<Vec<Via>, ParseError> {
+        let mut out = Vec::new();
+        for v in self.header_values(&HeaderName::Via) {
+            out.extend(Via::parse_list(v).map_err(|e| ParseError::in_header("Via", e))?);
+        }
+        Ok(out)
+    }
+
+    pub fn top_via(&self) -> Result<Via, ParseError> {
+        let first = self
+            .header(&HeaderName::Via)
+            .ok_or_else(|| ParseError::malformed("missing Via header"))?;
+        Via::parse_list(first)
+            .map_err(|e| ParseError::in_header("Via", e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ParseError::malformed("empty Via header"))
+    }
+
+    pub fn from_addr(&self) -> Result<NameAddr, ParseError> {
+        NameAddr::parse(self.required(&HeaderName::From)?)
+            .map_err(|e| ParseError::in_header("From", e))
+    }
+
+    pub fn to_addr(&self) -> Result<NameAddr, ParseError> {
+        NameAddr::parse(self.required(&HeaderName::To)?).map_err(|e| ParseError::in_header("To", e))
+    }
+
+    pub fn call_id(&self) -> Result<&str, ParseError> {
+        let v = self.required(&HeaderName::CallId)?;
+        check_call_id(v).map_err(|e| ParseError::in_header("Call-ID", e))?;
+        Ok(v)
+    }
+
+    pub fn cseq(&self) -> Result<CSeq, ParseError> {
+        CSeq::parse(self.required(&HeaderName::CSeq)?).map_err(|e| ParseError::in_header("CSeq", e))
+    }
+
+    /// Contact: absent, `*`, or the addresses of all Contact lines.
+    pub fn contacts(&self) -> Result<Option<Contacts>, ParseError> {
+        let values: Vec<&str> = self.header_values(&HeaderName::Contact).collect();
+        if values.is_empty() {
+            return Ok(None);
+        }
+        Contacts::parse(&values)
+            .map(Some)
+            .map_err(|e| ParseError::in_header("Contact", e))
+    }
+
+    pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
+        self.single(&HeaderName::MaxForwards)?
+            .map(parse_max_forwards)
+            .transpose()
+            .map_err(|e| ParseError::in_header("Max-Forwards", e))
+    }
+
+    pub fn expires(&self) -> Result<Option<u32>, ParseError> {
+        self.single(&HeaderName::Expires)?
+            .map(parse_delta_seconds)
+            .transpose()
+            .map_err(|e| ParseError::in_header("Expires", e))
+    }
+
+    pub fn min_expires(&self) -> Result<Option<u32>, ParseError> {
+        self.single(&HeaderName::MinExpires)?
+            .map(parse_delta_seconds)
+            .transpose()
+            .map_err(|e| ParseError::in_header("Min-Expires", e))
+    }
+
+    /// Content-Length when given (several values are an error).
+    pub fn content_length(&self) -> Result<Option<usize>, ParseError> {
+        self.single(&HeaderName::ContentLength)?
+            .map(parse_content_length)
+            .transpose()
+    }
+
+    pub fn content_type(&self) -> Result<Option<MediaType>, ParseError> {
+        self.single(&HeaderName::ContentType)?
+            .map(MediaType::parse)
+            .transpose()
+            .map_err(|e| ParseError::in_header("Content-Type", e))
+    }
+
+    /// Route or Record-Route entries, in order.
+    pub fn route_set(&self, name: &HeaderName) -> Result<Vec<NameAddr>, ParseError> {
+        let mut out = Vec::new();
+        for v in self.header_values(name) {
+            out.extend(
+                NameAddr::parse_list(v).map_err(|e| ParseError::in_header(name.as_str(), e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Challenges or credentials of `name` (one per header line).
+    pub fn auth_headers(&self, name: &HeaderName) -> Result<Vec<AuthHeader>, ParseError> {
+        self.header_values(name)
+            .map(|v| AuthHeader::parse(v).map_err(|e| ParseError::in_header(name.as_str(), e)))
+            .collect()
+    }
+
+    /// Token-list headers (Allow, Supported, Require, Proxy-Require, Unsupported).
+    pub fn tokens(&self, name: &HeaderName) -> Result<Vec<String>, ParseError> {
+        let mut out = Vec::new();
+        for v in self.header_values(name) {
+            out.extend(parse_tokens(v).map_err(|e| ParseError::in_header(name.as_str(), e))?);
+        }
+        Ok(out)
+    }
+
+    pub fn event(&self) -> Result<Option<Event>, ParseError> {
+        self.single(&HeaderName::Event)?
+            .map(Event::parse)
+            .transpose()
+            .map_err(|e| ParseError::in_header("Event", e))
+    }
+
+    pub fn subscription_state(&self) -> Result<Option<SubscriptionState>, ParseError> {
+        self.single(&HeaderName::SubscriptionState)?
+            .map(SubscriptionState::parse)
+            .transpose()
+            .map_err(|e| ParseError::in_header("Subscription-State", e))
+    }
+
+    pub fn refer_to(&self) -> Result<Option<NameAddr>, ParseError> {
+        self.single(&HeaderName::ReferTo)?
+            .map(NameAddr::parse)
+            .transpose()
+            .map_err(|e| ParseError::in_header("Refer-To", e))
+    }
+
+    pub fn replaces(&self) -> Result<Option<Replaces>, ParseError> {
+        self.single(&HeaderName::Replaces)?
+            .map(Replaces::parse)
+            .transpose()
+            .map_err(|e| ParseError::in_header("Replaces", e))
+    }
+
+    pub fn p_asserted_identity(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.route_set(&HeaderName::PAssertedIdentity)
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.header(&HeaderName::UserAgent)
+    }
+
+    /// Checks the syntax of every header the stack interprets, and that CSeq names the
+    /// request's method. Headers that appear more than once where only one is allowed
+    /// are left to [`crate::validate`], which answers them with a 400.
+    pub fn check_syntax(&self) -> Result<(), ParseError> {
+        for h in &self.headers {
+            let v: &str = &h.value;
+            let name = h.name.as_str();
+            let res: Result<(), String> = match &h.name {
+                HeaderName::Via => Via::parse_list(v).map(drop),
+                HeaderName::From | HeaderName::To | HeaderName::ReferTo => {
+                    NameAddr::parse(v).map(drop)
+                }
+                HeaderName::Route
+                | HeaderName::RecordRoute
+                | HeaderName::PAssertedIdentity
+                | HeaderName::Path => NameAddr::parse_list(v).map(drop),
+                HeaderName::Contact => Contacts::parse(&[v]).map(drop),
+                HeaderName::CallId => check_call_id(v),
+                HeaderName::CSeq => CSeq::parse(v).and_then(|c| match self.method() {
+                    Some(m) if *m != c.method => Err(format!(
+                        "CSeq method {} does not match the request method {m}",
+                        c.method
+                    )),
+                    _ => Ok(()),
+                }),
+                HeaderName::MaxForwards => parse_max_forwards(v).map(drop),
+                HeaderName::Expires | HeaderName::MinExpires => parse_delta_seconds(v).map(drop),
+                HeaderName::ContentLength => {
+                    parse_content_length(v).map(drop).map_err(|e| e.message)
+                }
+                HeaderName::ContentType => MediaType::parse(v).map(drop),
+                HeaderName::Date => misc::check_date(v),
+                HeaderName::RetryAfter => misc::check_retry_after(v).map(drop),
+                HeaderName::Warning => misc::check_warning(v),
+                HeaderName::Authorization
+                | HeaderName::ProxyAuthorization
+                | HeaderName::WwwAuthenticate
+                | HeaderName::ProxyAuthenticate => AuthHeader::parse(v).map(drop),
+                HeaderName::Allow
+                | HeaderName::Supported
+                | HeaderName::Require
+                | HeaderName::ProxyRequire
+                | HeaderName::Unsupported => parse_tokens(v).map(drop),
+                HeaderName::Event => Event::parse(v).map(drop),
+                HeaderName::SubscriptionState => SubscriptionState::parse(v).map(drop),
+                HeaderName::Replaces => Replaces::parse(v).map(drop),
+                _ => Ok(()),
+            };
+            res.map_err(|e| ParseError::in_header(name, e))?;
+        }
+        Ok(())
+    }
+
+    /// The wire form.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        match &self.start {
+            StartLine::Request { method, uri } => {
+                let _ = write!(out, "{method} {uri} SIP/2.0\r\n");
+            }
+            StartLine::Response { code, reason } => {
+                let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+            }
+        }
+        for h in &self.headers {
+            out.extend_from_slice(h.name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(512 + self.body.len());
+        self.write_to(&mut out);
+        Bytes::from(out)
+    }
+}
+
+/// Content-Length: digits, and not absurd (bodies are capped far below this anyway).
+pub(crate) fn parse_content_length(v: &str) -> Result<usize, ParseError> {
+    let t = v.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::in_header(
+            "Content-Length",
+            format!("`{t}` is not a length"),
+        ));
+    }
+    t.parse::<usize>()
+        .map_err(|_| ParseError::in_header("Content-Length", format!("{t} is too large")))
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.to_bytes();
+        f.write_str(&String::from_utf8_lossy(&bytes))
+    }
+}

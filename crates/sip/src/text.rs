@@ -1,0 +1,244 @@
+//! Character classes of the RFC 3261 grammar (§25.1) and a small scanner over header
+//! values. Written by hand: SIP's grammar (LWS anywhere, quoted strings with
+//! quoted-pairs, three kinds of parameters) is where general-purpose parser crates
+//! cost more than they give, and the scanner is the hot path of every message.
+
+/// `token` characters: alphanum and `-.!%*_+`'~`.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// `word` characters (Call-ID): token plus `()<>:\"/[]?{}`.
+pub fn is_word_byte(b: u8) -> bool {
+    is_token_byte(b)
+        || matches!(
+            b,
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
+        )
+}
+
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
+/// Whitespace inside a header value (folding has already become a single space).
+pub fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// A cursor over a header value with the helpers the grammar needs. All methods are
+/// total: at the end of input they report "nothing here" instead of panicking.
+#[derive(Debug, Clone)]
+pub struct Scanner<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(s: &'a str) -> Self {
+        Self { s, pos: 0 }
+    }
+
+    pub fn rest(&self) -> &'a str {
+        &self.s[self.pos..]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.s.len()
+    }
+
+    pub fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.pos).copied()
+    }
+
+    pub fn skip_ws(&mut self) {
+        while self.peek().is_some_and(is_ws) {
+            self.pos += 1;
+        }
+    }
+
+    /// Consumes `b` (after optional whitespace) and any whitespace that follows.
+    pub fn eat(&mut self, b: u8) -> bool {
+        let save = self.pos;
+        self.skip_ws();
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            self.skip_ws();
+            true
+        } else {
+            self.pos = save;
+            false
+        }
+    }
+
+    /// Consumes `b` exactly here (no whitespace around it).
+    pub fn eat_exact(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The longest run of bytes satisfying `pred` (possibly empty).
+    pub fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'a str {
+        let start = self.pos;
+        let bytes = self.s.as_bytes();
+        while self.pos < bytes.len() && pred(bytes[self.pos]) {
+            self.pos += 1;
+        }
+        // Predicates only accept ASCII, so the boundaries are character boundaries.
+        &self.s[start..self.pos]
+    }
+
+    pub fn token(&mut self) -> Option<&'a str> {
+        let t = self.take_while(is_token_byte);
+        (!t.is_empty()).then_some(t)
+    }
+
+    /// A quoted-string starting here; returns its raw content (escapes kept) so that
+    /// writing it back is exact.
+    pub fn quoted(&mut self) -> Option<&'a str> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let bytes = self.s.as_bytes();
+        let start = self.pos + 1;
+        let mut i = start;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => {
+                    // quoted-pair: any octet but CR and LF.
+                    if i + 1 >= bytes.len() || matches!(bytes[i + 1], b'\r' | b'\n') {
+                        return None;
+                    }
+                    i += 2;
+                }
+                b'"' => {
+                    self.pos = i + 1;
+                    return Some(&self.s[start..i]);
+                }
+                b'\r' | b'\n' => return None,
+                _ => i += 1,
+            }
+        }
+        None
+    }
+
+    /// Everything up to (not including) the first `stop` byte outside quotes and
+    /// angle brackets, or the end.
+    pub fn until_unquoted(&mut self, stop: u8) -> &'a str {
+        let bytes = self.s.as_bytes();
+        let start = self.pos;
+        let mut i = start;
+        let mut in_quotes = false;
+        let mut in_angle = false;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if in_quotes {
+                if b == b'\\' {
+                    i += 1;
+                } else if b == b'"' {
+                    in_quotes = false;
+                }
+            } else if b == b'"' {
+                in_quotes = true;
+            } else if b == b'<' {
+                in_angle = true;
+            } else if b == b'>' {
+                in_angle = false;
+            } else if b == stop && !in_angle {
+                break;
+            }
+            i += 1;
+        }
+        let end = i.min(bytes.len());
+        self.pos = end;
+        &self.s[start..end]
+    }
+}
+
+/// Splits a header value on commas that are outside quotes and angle brackets
+/// (multi-value headers such as Via, Contact, Route). Empty elements are kept so the
+/// caller can reject them.
+pub fn split_commas(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut sc = Scanner::new(value);
+    loop {
+        let part = sc.until_unquoted(b',');
+        out.push(part.trim_matches(|c| c == ' ' || c == '\t'));
+        if !sc.eat_exact(b',') {
+            break;
+        }
+    }
+    out
+}
+
+/// Removes the backslash of each quoted-pair.
+pub fn unquote(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The content of a quoted-string for `s`: `"` and `\` escaped, no surrounding quotes.
+pub fn escape_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Quotes `s` as a quoted-string.
+pub fn quote(s: &str) -> String {
+    format!("\"{}\"", escape_quoted(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_strings_and_commas() {
+        let mut sc = Scanner::new(r#""a \"b\" c" rest"#);
+        assert_eq!(sc.quoted(), Some(r#"a \"b\" c"#));
+        assert_eq!(sc.rest(), " rest");
+        assert_eq!(unquote(r#"a \"b\" c"#), r#"a "b" c"#);
+        assert_eq!(Scanner::new("\"open").quoted(), None);
+        assert_eq!(
+            split_commas(r#"<sip:a,b@x>, "c,d" <sip:e>, f"#),
+            vec!["<sip:a,b@x>", "\"c,d\" <sip:e>", "f"]
+        );
+        assert_eq!(split_commas("a,,b"), vec!["a", "", "b"]);
+        assert_eq!(quote(r#"x"y\"#), r#""x\"y\\""#);
+    }
+}

@@ -1,0 +1,50 @@
+//! The assembled application: configuration, database and feature services, shared
+//! by the server and the CLI.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::features::auth::AuthService;
+use crate::features::events::Changes;
+use crate::features::extensions::ExtensionService;
+use crate::features::registered_phones::RegisteredPhoneService;
+use crate::store::Db;
+
+pub struct App {
+    pub config: Arc<Config>,
+    pub db: Db,
+    /// In-process change notices for caches (the SIP side's credentials).
+    pub changes: Changes,
+    pub registered_phones: RegisteredPhoneService,
+    pub extensions: ExtensionService,
+    pub auth: AuthService,
+}
+
+impl App {
+    /// Creates `data_dir`, connects to the database and brings its schema up to date.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let url = config.database.url.expose();
+        let db = Db::connect(url, config.database.max_connections)
+            .await
+            .with_context(|| {
+                format!("cannot open the database {}", config.database.url.masked())
+            })?;
+        db.migrate().await.context("database migration failed")?;
+        let changes = Changes::new();
+        let extensions = ExtensionService::new(db.clone(), &config, changes.clone());
+        let auth = AuthService::new(db.clone(), extensions.clone(), &config);
+        let registered_phones = RegisteredPhoneService::new(db.clone());
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            changes,
+            extensions,
+            auth,
+            registered_phones,
+        })
+    }
+}

@@ -1,0 +1,93 @@
+//! The event catalogue and `emit`, which appends an event to the outbox inside the
+//! caller's transaction, so an event exists exactly when its change committed.
+//!
+//! Later features add their event types to [`EventType`]; `docs/events.md` documents
+//! each one's `data` fields.
+
+use serde::Serialize;
+
+use crate::store::{self, Conn};
+use crate::time::Timestamp;
+
+/// Every event Switchboard emits (06-webhooks.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    ExtensionCreated,
+    ExtensionUpdated,
+    ExtensionDeleted,
+    ExtensionRegistered,
+    ExtensionUnregistered,
+}
+
+impl EventType {
+    pub const ALL: &'static [EventType] = &[
+        Self::ExtensionCreated,
+        Self::ExtensionUpdated,
+        Self::ExtensionDeleted,
+        Self::ExtensionRegistered,
+        Self::ExtensionUnregistered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExtensionCreated => "extension.created",
+            Self::ExtensionUpdated => "extension.updated",
+            Self::ExtensionDeleted => "extension.deleted",
+            Self::ExtensionRegistered => "extension.registered",
+            Self::ExtensionUnregistered => "extension.unregistered",
+        }
+    }
+}
+
+/// In-process notices that something committed a change, for caches of this process
+/// to drop their copy at once. (Other processes and nodes learn it from the outbox.)
+#[derive(Clone)]
+pub struct Changes(tokio::sync::broadcast::Sender<Change>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Extension(String),
+}
+
+impl Changes {
+    pub fn new() -> Self {
+        Self(tokio::sync::broadcast::channel(1024).0)
+    }
+
+    pub fn extension(&self, number: &str) {
+        // No subscriber (no SIP side running) is fine.
+        let _ = self.0.send(Change::Extension(number.to_owned()));
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Appends `event_type` with `data` to the outbox on `conn` (a transaction) and
+/// returns its id (UUIDv7, so ids sort by creation time and receivers can de-duplicate).
+pub async fn emit(
+    conn: &mut Conn,
+    event_type: EventType,
+    data: &impl Serialize,
+) -> store::Result<uuid::Uuid> {
+    let id = uuid::Uuid::now_v7();
+    let data = serde_json::to_string(data).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    store::events::append(
+        conn,
+        &id.to_string(),
+        event_type.as_str(),
+        Timestamp::now(),
+        &data,
+    )
+    .await?;
+    metrics::counter!("switchboard_events_emitted_total", "event_type" => event_type.as_str())
+        .increment(1);
+    Ok(id)
+}

@@ -1,0 +1,35 @@
+//! Feature services: each owns its rules and is called by both the HTTP API and the
+//! SIP side (and the CLI), so every path runs the same code.
+
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod extensions;
+pub mod registered_phones;
+
+pub use error::ServiceError;
+
+/// Who made a change, as recorded in events and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    Extension(String),
+    ApiKey {
+        id: String,
+        name: String,
+    },
+    /// The `switchboard` command line on the server.
+    Cli,
+    /// The PBX itself (first start, workers, directory sync).
+    System,
+}
+
+impl Actor {
+    pub fn label(&self) -> String {
+        match self {
+            Self::Extension(n) => format!("extension:{n}"),
+            Self::ApiKey { id, .. } => format!("api_key:{id}"),
+            Self::Cli => "cli".into(),
+            Self::System => "system".into(),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! `switchboard serve`: opens the application, seeds the first-start extensions,
+//! serves HTTP, runs the background workers, and shuts down gracefully.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::app::App;
+use crate::config::Config;
+use crate::first_start::{self, OperatorCredentials};
+use crate::sip_server::SipServer;
+use crate::time::Timestamp;
+use crate::{telemetry, tls};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// A running server.
+pub struct Server {
+    pub app: Arc<App>,
+    pub http_addr: SocketAddr,
+    /// Where people open the panel.
+    pub admin_url: String,
+    /// Set when this start created extension 1001: print it once.
+    pub operator: Option<OperatorCredentials>,
+    pub sip: Arc<SipServer>,
+    stop: watch::Sender<bool>,
+    http_handle: axum_server::Handle<SocketAddr>,
+    http: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+pub async fn start(config: Config) -> anyhow::Result<Server> {
+    let app = Arc::new(App::open(config).await?);
+    let operator = first_start::seed(&app.extensions)
+        .await
+        .context("first-start seeding failed")?;
+
+    let sip = Arc::new(SipServer::start(app.clone()).await?);
+
+    let listen = app.config.http.listen.0;
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen} (http.listen)"))?;
+    listener.set_nonblocking(true)?;
+    let http_addr = listener.local_addr()?;
+    let tls = tls::http_config(&app.config).await?;
+    let admin_url = admin_url(&app.config, http_addr);
+
+    let metrics = telemetry::metrics_handle();
+    let state = AppState {
+        app: app.clone(),
+        sip: Some(sip.clone()),
+        metrics: metrics.clone(),
+        started_at: Timestamp::now(),
+    };
+    let service = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (stop, stopped) = watch::channel(false);
+
+    // axum-server serves plain HTTP and HTTPS alike, with graceful shutdown.
+    let http_handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp(listener)?.handle(http_handle.clone());
+    let http = match tls {
+        Some(tls) => {
+            let server = server.acceptor(axum_server::tls_rustls::RustlsAcceptor::new(tls));
+            tokio::spawn(async move { server.serve(service).await })
+        }
+        None => tokio::spawn(async move { server.serve(service).await }),
+    };
+
+    let workers = vec![
+        spawn_every(stopped.clone(), SESSION_SWEEP_EVERY, {
+            let app = app.clone();
+            move || {
+                let app = app.clone();
+                async move {
+                    match app.auth.sweep_expired().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(sessions = n, "expired sessions removed"),
+                        Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+                    }
+                }
+            }
+        }),
+        // Histograms are aggregated lazily; upkeep keeps their memory bounded.
+        spawn_every(stopped, Duration::from_secs(5), move || {
+            let metrics = metrics.clone();
+            async move { metrics.run_upkeep() }
+        }),
+    ];
+
+    tracing::info!(%http_addr, admin = %admin_url, database = app.db.backend().as_str(), "switchboard started");
+    Ok(Server {
+        app,
+        http_addr,
+        admin_url,
+        operator,
+        sip,
+        stop,
+        http_handle,
+        http,
+        workers,
+    })
+}
+
+/// Runs `job` every `period` until `stop` turns true.
+fn spawn_every<F, Fut>(mut stop: watch::Receiver<bool>, period: Duration, job: F) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => job().await,
+                changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+            }
+        }
+    })
+}
+
+impl Server {
+    /// Stops accepting, lets in-flight requests finish (up to a timeout), stops the
+    /// workers and closes the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        // Stops accepting at once; open connections get DRAIN_TIMEOUT to finish.
+        self.http_handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
+        self.http
+            .await
+            .context("HTTP task failed")?
+            .context("HTTP server failed")?;
+        for w in self.workers {
+            let _ = w.await;
+        }
+        self.sip.shutdown().await;
+        self.app.db.close().await;
+        tracing::info!("switchboard stopped");
+        Ok(())
+    }
+}
+
+/// The panel's address for the banner and logs: `http.public_url`, else the listen
+/// address with a wildcard replaced by this host's primary address.
+fn admin_url(config: &Config, bound: SocketAddr) -> String {
+    if let Some(public) = &config.http.public_url {
+        return format!("{}/admin/", public.trim_end_matches('/'));
+    }
+    let scheme = if config.http.tls.is_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    let ip = if bound.ip().is_unspecified() {
+        primary_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        bound.ip()
+    };
+    let host = match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    format!("{scheme}://{host}:{}/admin/", bound.port())
+}
+
+/// The address this host uses to reach the outside world (no packet is sent: a UDP
+/// "connect" only asks the kernel for a route).
+pub(crate) fn primary_ip() -> Option<IpAddr> {
+    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    socket
+        .local_addr()
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+}
+
+/// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,223 @@
+//! Every SIP message starts here: parse, refuse what is malformed with a 400 that says
+//! why (or drop it when no response can be built), check what a UAS must check, and
+//! hand the request to the registrar or answer it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchboard_sip::header::{HeaderName, Via};
+use switchboard_sip::message::reason_phrase;
+use switchboard_sip::uri::Host;
+use switchboard_sip::validate::{UasPolicy, validate_request};
+use switchboard_sip::{ErrorKind, Message, Method, parse_datagram};
+
+use super::transport::Flow;
+use super::{SipCore, registrar};
+
+/// What this element handles today; everything else gets 405/501 with this Allow.
+pub const METHODS: &[Method] = &[Method::Register, Method::Options];
+const SUPPORTED: &[&str] = &["path", "outbound"];
+const ACCEPT: &[&str] = &["application/sdp"];
+
+pub fn policy() -> UasPolicy<'static> {
+    UasPolicy {
+        methods: METHODS,
+        supported: SUPPORTED,
+        accept: ACCEPT,
+    }
+}
+
+/// A datagram (or a framed stream message before parsing).
+pub async fn handle(core: &Arc<SipCore>, data: Bytes, flow: Flow) {
+    metrics::counter!("switchboard_sip_messages_received_total", "transport" => flow.transport.as_str()).increment(1);
+    match parse_datagram(data.clone()) {
+        Ok(msg) => dispatch(core, msg, flow).await,
+        Err(e) => {
+            metrics::counter!("switchboard_sip_malformed_total").increment(1);
+            let code = match e.kind {
+                ErrorKind::TooLarge => 513,
+                ErrorKind::Version => 505,
+                ErrorKind::Malformed => 400,
+            };
+            tracing::debug!(remote = %flow.remote, error = %e, "malformed SIP message");
+            if let Some(reply) = error_reply(&data, code, &e.message) {
+                core.transports.send(&flow, reply);
+            }
+        }
+    }
+}
+
+/// A message already framed and parsed (streams).
+pub async fn handle_parsed(core: &Arc<SipCore>, msg: Message, flow: Flow) {
+    metrics::counter!("switchboard_sip_messages_received_total", "transport" => flow.transport.as_str()).increment(1);
+    dispatch(core, msg, flow).await;
+}
+
+async fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow) {
+    let Some(method) = req.method().cloned() else {
+        // No client transactions yet: a response is a stray, and strays are dropped.
+        return;
+    };
+    if method == Method::Ack {
+        return;
+    }
+    let Some(reply_flow) = stamp_via(&mut req, &flow) else {
+        return;
+    };
+    if let Err(rejection) = validate_request(&req, &policy()) {
+        let mut resp = core.response(&req, rejection.code, Some(&rejection.reason));
+        for (name, value) in rejection.headers {
+            resp.push(name, value);
+        }
+        core.reply(&reply_flow, &resp);
+        return;
+    }
+    match method {
+        Method::Register => registrar::handle(core, req, flow, reply_flow).await,
+        Method::Options => {
+            let mut resp = core.response(&req, 200, None);
+            resp.push(
+                HeaderName::Allow,
+                METHODS
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            resp.push(HeaderName::Accept, ACCEPT.join(", "));
+            resp.push(HeaderName::Supported, SUPPORTED.join(", "));
+            core.reply(&reply_flow, &resp);
+        }
+        _ => {
+            let resp = core.response(&req, 501, None);
+            core.reply(&reply_flow, &resp);
+        }
+    }
+}
+
+/// Adds `received` / `rport` to the top Via (RFC 3261 §18.2.1, RFC 3581) and returns
+/// where the response goes: the connection it came on, or for UDP the source address
+/// (with `rport`) or the source IP and the Via port.
+fn stamp_via(req: &mut Message, flow: &Flow) -> Option<Flow> {
+    let idx = req.headers.iter().position(|h| h.name == HeaderName::Via)?;
+    let mut vias = Via::parse_list(&req.headers[idx].value).ok()?;
+    let top = vias.first_mut()?;
+    let src: IpAddr = flow.remote.ip();
+    let rport = top.wants_rport();
+    if top.host.ip() != Some(src) || rport {
+        top.params.set(
+            "received",
+            Some(Host::from(src).to_string().trim_matches(['[', ']'])),
+        );
+    }
+    if rport {
+        top.params
+            .set("rport", Some(&flow.remote.port().to_string()));
+    }
+    let value = vias
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let port = if rport {
+        flow.remote.port()
+    } else {
+        vias[0].port.unwrap_or(5060)
+    };
+    req.headers[idx].value = value.into();
+    let mut reply = flow.clone();
+    if !flow.is_reliable() {
+        reply.remote = SocketAddr::new(src, port);
+    }
+    Some(reply)
+}
+
+/// A response built from the raw lines of a message that did not parse: possible when
+/// Via, From, To, Call-ID and CSeq can be found. The reason phrase says what was wrong.
+pub fn error_reply(data: &[u8], code: u16, why: &str) -> Option<Bytes> {
+    let start = data
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .unwrap_or(data.len());
+    let text = String::from_utf8_lossy(&data[start..]);
+    let (head, _) = text
+        .split_once("\r\n\r\n")
+        .or_else(|| text.split_once("\n\n"))
+        .unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let first = lines.next()?;
+    if first.starts_with("SIP/") {
+        return None; // never answer a response
+    }
+    let mut keep = Vec::new();
+    let mut found = [false; 5];
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let slot = match HeaderName::parse(name.trim()) {
+            HeaderName::Via => 0,
+            HeaderName::From => 1,
+            HeaderName::To => 2,
+            HeaderName::CallId => 3,
+            HeaderName::CSeq => 4,
+            _ => continue,
+        };
+        found[slot] = true;
+        // Every final response carries a To tag (RFC 3261 §8.2.6.2).
+        if slot == 2 && !value.to_ascii_lowercase().contains("tag=") {
+            keep.push(format!(
+                "{};tag=e{:08x}",
+                line.trim_end(),
+                rand::random::<u32>()
+            ));
+        } else {
+            keep.push(line.trim_end().to_owned());
+        }
+    }
+    if !found.iter().all(|f| *f) {
+        return None;
+    }
+    let reason: String = format!("{} ({why})", reason_phrase(code))
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(160)
+        .collect();
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for line in keep {
+        out.push_str(&line);
+        out.push_str("\r\n");
+    }
+    out.push_str(concat!(
+        "Server: Switchboard/",
+        env!("CARGO_PKG_VERSION"),
+        "\r\n"
+    ));
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_replies_carry_the_reason() {
+        let raw = b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: \"open <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
+        let reply = String::from_utf8(
+            error_reply(raw, 400, "To: unbalanced quotes")
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(
+            reply.starts_with("SIP/2.0 400 Bad Request (To: unbalanced quotes)\r\n"),
+            "{reply}"
+        );
+        assert!(reply.contains("Call-ID: c\r\n") && reply.ends_with("Content-Length: 0\r\n\r\n"));
+        assert!(reply.contains("To: \"open <sip:a@b>;tag=e"), "{reply}");
+        assert!(error_reply(b"garbage", 400, "x").is_none());
+        assert!(error_reply(b"SIP/2.0 200 OK\r\nVia: a\r\n\r\n", 400, "x").is_none());
+    }
+}

@@ -1,0 +1,324 @@
+//! The SIP side of the PBX: transports, the ingress checks, the registrar and its
+//! location service. Protocol rules live in `switchboard-sip`; this module adds the
+//! sockets, the database and the extensions.
+
+pub mod credentials;
+pub mod ingress;
+pub mod location;
+pub mod persist;
+pub mod registrar;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use switchboard_sip::Message;
+use switchboard_sip::digest::{Algorithm, NonceCounts, NonceMint};
+use switchboard_sip::header::HeaderName;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use self::credentials::CredentialCache;
+use self::location::Location;
+use self::persist::PersistJob;
+use self::transport::{Flow, Transports};
+use crate::app::App;
+use crate::config::{DigestAlgorithm, SipListen, SipTransport};
+
+/// Connection limits (spec 01: "limits on message size, connections and idle time").
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+/// Shared state of the SIP side.
+pub struct SipCore {
+    pub app: Arc<App>,
+    pub realm: String,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub nonce_lifetime: u64,
+    /// Digest algorithms offered, in order; only these are accepted.
+    pub digest_algorithms: Vec<Algorithm>,
+    pub nonces: NonceMint,
+    /// Nonce counts, sharded by nonce so registrations do not queue on one lock.
+    nonce_counts: Vec<std::sync::Mutex<NonceCounts>>,
+    pub credentials: CredentialCache,
+    pub location: Location,
+    /// What was last written to the registered-phone inventory, per device.
+    pub inventory: registrar::InventoryMemo,
+    pub transports: Transports,
+    pub persist: mpsc::Sender<PersistJob>,
+    pub limits: Limits,
+    /// This node's name, recorded with the bindings it holds.
+    pub node: String,
+    /// A per-process secret for deterministic To tags of stateless responses.
+    tag_key: u64,
+}
+
+const NONCE_SHARDS: usize = 16;
+
+impl SipCore {
+    /// A response to `req` with a To tag (deterministic for the request, so a
+    /// retransmission answered statelessly gets the same tag).
+    pub fn response(&self, req: &Message, code: u16, reason: Option<&str>) -> Message {
+        let mut resp = Message::response_to(req, code, reason);
+        if code > 100
+            && let Some(to) = resp.header(&HeaderName::To).map(str::to_owned)
+            && let Ok(mut addr) = switchboard_sip::header::NameAddr::parse(&to)
+            && addr.tag().is_none()
+        {
+            addr.params.set("tag", Some(&self.stateless_tag(req)));
+            resp.set(HeaderName::To, addr.to_string());
+        }
+        resp.push(
+            HeaderName::Server,
+            concat!("Switchboard/", env!("CARGO_PKG_VERSION")),
+        );
+        resp.push(HeaderName::ContentLength, "0");
+        resp
+    }
+
+    fn stateless_tag(&self, req: &Message) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.tag_key.hash(&mut h);
+        req.header(&HeaderName::CallId).hash(&mut h);
+        req.header(&HeaderName::From).hash(&mut h);
+        req.cseq().map(|c| c.seq).unwrap_or(0).hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
+    /// Sends `msg` over `flow`.
+    pub fn reply(&self, flow: &Flow, msg: &Message) {
+        self.send(flow, msg.to_bytes());
+    }
+
+    pub fn send(&self, flow: &Flow, data: Bytes) {
+        if self.transports.send(flow, data) {
+            metrics::counter!("switchboard_sip_messages_sent_total", "transport" => flow.transport.as_str()).increment(1);
+        }
+    }
+
+    /// Records `nc` for `nonce` and refuses a replay; `request_tag` tells a
+    /// retransmission of the same request from a replay.
+    pub fn accept_nonce_count(
+        &self,
+        nonce: &str,
+        nc: u32,
+        request_tag: u64,
+        now_secs: u64,
+    ) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        nonce.hash(&mut h);
+        let shard = (h.finish() as usize) % NONCE_SHARDS;
+        let expires = NonceMint::issued_at(nonce).unwrap_or(now_secs) + self.nonce_lifetime;
+        self.nonce_counts[shard]
+            .lock()
+            .expect("nonce shard")
+            .accept(nonce, nc, request_tag, now_secs, expires)
+    }
+}
+
+/// The running SIP side.
+pub struct SipServer {
+    pub core: Arc<SipCore>,
+    /// Where each `sip.listen` entry is bound (ports resolved).
+    pub listeners: Vec<SipListen>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl SipServer {
+    /// Binds every listener of `sip.listen`, loads credentials and bindings, and starts
+    /// the transports and workers.
+    pub async fn start(app: Arc<App>) -> anyhow::Result<Self> {
+        let config = app.config.clone();
+        let sip = &config.sip;
+        let tls = if sip.listen.iter().any(|l| l.transport == SipTransport::Tls) {
+            Some(tls_acceptor(sip).await?)
+        } else {
+            None
+        };
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let mut listeners = Vec::new();
+        for l in &sip.listen {
+            match l.transport {
+                SipTransport::Udp => {
+                    let socket = UdpSocket::bind(l.addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {l} (sip.listen)"))?;
+                    let bound = socket.local_addr()?;
+                    listeners.push(SipListen {
+                        transport: l.transport,
+                        addr: bound,
+                    });
+                    udp.push(Arc::new(socket));
+                }
+                SipTransport::Tcp | SipTransport::Tls => {
+                    let listener = TcpListener::bind(l.addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {l} (sip.listen)"))?;
+                    let bound = listener.local_addr()?;
+                    listeners.push(SipListen {
+                        transport: l.transport,
+                        addr: bound,
+                    });
+                    let acceptor = (l.transport == SipTransport::Tls)
+                        .then(|| tls.clone())
+                        .flatten();
+                    tcp.push((listener, acceptor));
+                }
+            }
+        }
+
+        let credentials = CredentialCache::load(app.db.clone())
+            .await
+            .context("cannot load SIP credentials")?;
+        let location = Location::load(&app.db)
+            .await
+            .context("cannot load registrations")?;
+        let (persist_tx, persist_rx) = mpsc::channel(persist::QUEUE);
+        let mut key = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut key);
+        let core = Arc::new(SipCore {
+            realm: sip.realm.clone(),
+            min_expires: sip.min_expires,
+            max_expires: sip.max_expires,
+            nonce_lifetime: u64::from(sip.nonce_lifetime),
+            digest_algorithms: sip
+                .digest_algorithms
+                .iter()
+                .map(|a| match a {
+                    DigestAlgorithm::Md5 => Algorithm::Md5,
+                    DigestAlgorithm::Sha256 => Algorithm::Sha256,
+                })
+                // FIPS 140 does not approve MD5.
+                .filter(|a| !(config.security.fips_mode && *a == Algorithm::Md5))
+                .collect(),
+            nonces: NonceMint::new(key),
+            nonce_counts: (0..NONCE_SHARDS)
+                .map(|_| std::sync::Mutex::new(NonceCounts::new(200_000 / NONCE_SHARDS)))
+                .collect(),
+            credentials,
+            location,
+            inventory: registrar::InventoryMemo::default(),
+            transports: Transports::default(),
+            persist: persist_tx,
+            limits: Limits {
+                max_connections: sip.max_connections,
+                idle_timeout: Duration::from_secs(sip.idle_timeout),
+            },
+            node: node_name(),
+            tag_key: rand::random(),
+            app: app.clone(),
+        });
+
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for socket in udp {
+            core.transports.add_udp(socket.clone())?;
+            tasks.push(tokio::spawn(transport::run_udp(
+                core.clone(),
+                socket,
+                stopped.clone(),
+            )));
+        }
+        for (listener, acceptor) in tcp {
+            tasks.push(tokio::spawn(transport::run_stream_listener(
+                core.clone(),
+                listener,
+                acceptor,
+                stopped.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(persist::run_writer(
+            core.clone(),
+            persist_rx,
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(location::run_expiry(
+            core.clone(),
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(credentials::run_refresh(
+            core.clone(),
+            stopped,
+        )));
+        for l in &listeners {
+            tracing::info!(listener = %l, realm = %core.realm, "SIP listening");
+        }
+        Ok(Self {
+            core,
+            listeners,
+            stop,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// The bound address of the first listener of `transport`.
+    pub fn addr(&self, transport: SipTransport) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.transport == transport)
+            .map(|l| l.addr)
+    }
+
+    /// Stops the transports; queued bindings are written before the writer ends.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let mut tasks = self.tasks.lock().await;
+        for t in tasks.drain(..) {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a SIP task did not stop in time");
+            }
+        }
+    }
+}
+
+async fn tls_acceptor(sip: &crate::config::SipConfig) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    crate::tls::install_crypto_provider();
+    let (Some(cert), Some(key)) = (&sip.tls.cert_file, &sip.tls.key_file) else {
+        anyhow::bail!("a tls: listener needs sip.tls.cert_file and sip.tls.key_file");
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read {} (sip.tls.cert_file)", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| {
+            format!(
+                "{} is not a PEM certificate chain (sip.tls.cert_file)",
+                cert.display()
+            )
+        })?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
+        format!(
+            "cannot read the private key {} (sip.tls.key_file)",
+            key.display()
+        )
+    })?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the SIP certificate and key do not match (sip.tls)")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+fn node_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchboard".into())
+}

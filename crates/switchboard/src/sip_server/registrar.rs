@@ -1,0 +1,413 @@
+//! The registrar (RFC 3261 §10.3) with digest authentication: 401 challenges offering
+//! SHA-256 and MD5, stateless nonces, nonce-count replay refusal, Min-Expires, several
+//! contacts, `Contact: *`, RFC 5626 instance/reg-id replacement, and the inventory.
+//!
+//! REGISTER is answered statelessly (like a Kamailio `sl` registrar): processing is
+//! idempotent, and a retransmission is processed again and gets the same answer. Every
+//! 200 OK waits for its bindings to be committed (see `persist`).
+
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use switchboard_sip::digest::{self, Algorithm, DigestFailure, NonceCheck};
+use switchboard_sip::header::{Contacts, DigestChallenge, DigestCredentials, HeaderName, NameAddr};
+use switchboard_sip::{Message, Uri};
+
+use super::SipCore;
+use super::location::{Binding, event_data};
+use super::persist::{PersistJob, Reply};
+use super::transport::Flow;
+use crate::features::events::EventType;
+use crate::features::registered_phones::mac;
+use crate::store::registered_phones::Sighting;
+use crate::time::Timestamp;
+
+/// Expiry granted when the phone asks for none.
+const DEFAULT_EXPIRES: u32 = 3600;
+
+pub async fn handle(core: &Arc<SipCore>, req: Message, flow: Flow, reply_flow: Flow) {
+    let now = Timestamp::now();
+    match register(core, &req, &flow, now).await {
+        Outcome::Reply(resp) => core.reply(&reply_flow, &resp),
+        Outcome::Persist(mut job, resp) => {
+            let failed = core
+                .response(&req, 500, Some("Registration could not be saved"))
+                .to_bytes();
+            job.reply = Some(Reply {
+                flow: reply_flow,
+                ok: resp.to_bytes(),
+                failed,
+            });
+            if core.persist.send(*job).await.is_err() {
+                tracing::warn!("registration writer stopped; REGISTER dropped");
+            }
+        }
+    }
+}
+
+enum Outcome {
+    /// Answer now (nothing to save).
+    Reply(Message),
+    /// Save, then answer.
+    Persist(Box<PersistJob>, Message),
+}
+
+fn challenge(core: &SipCore, req: &Message, source: IpAddr, stale: bool) -> Message {
+    let mut resp = core.response(req, 401, None);
+    let nonce = core.nonces.issue(now_secs(), source, rand::random());
+    // RFC 8760: in order of preference (sip.digest_algorithms).
+    for &algorithm in &core.digest_algorithms {
+        let c = DigestChallenge {
+            realm: core.realm.clone(),
+            nonce: nonce.clone(),
+            opaque: None,
+            stale,
+            algorithm: Some(algorithm.name().to_owned()),
+            qop: vec!["auth".into()],
+        };
+        resp.push(HeaderName::WwwAuthenticate, c.to_header().to_string());
+    }
+    resp
+}
+
+fn now_secs() -> u64 {
+    (Timestamp::now().millis() / 1000).max(0) as u64
+}
+
+fn forbidden(core: &SipCore, req: &Message, why: &str) -> Outcome {
+    Outcome::Reply(core.response(req, 403, Some(why)))
+}
+
+/// A stable number for "this request", to tell a retransmission from a replay.
+fn request_tag(req: &Message) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    req.top_via()
+        .ok()
+        .and_then(|v| v.branch().map(str::to_owned))
+        .hash(&mut h);
+    req.header(&HeaderName::CallId).hash(&mut h);
+    req.header(&HeaderName::CSeq).hash(&mut h);
+    h.finish()
+}
+
+async fn register(core: &Arc<SipCore>, req: &Message, flow: &Flow, now: Timestamp) -> Outcome {
+    // The address of record is the To URI: sip(s):<extension>@<anything>.
+    let to = match req.to_addr() {
+        Ok(t) => t,
+        Err(e) => return Outcome::Reply(core.response(req, 400, Some(&e.message))),
+    };
+    let Uri::Sip(aor) = &to.uri else {
+        return Outcome::Reply(core.response(
+            req,
+            416,
+            Some("The address of record must be a SIP URI"),
+        ));
+    };
+    let Some(number) = aor.user_decoded() else {
+        return Outcome::Reply(core.response(req, 404, Some("No extension in the To URI")));
+    };
+
+    // Authentication: the credentials for our realm, else a challenge.
+    let creds = req
+        .auth_headers(&HeaderName::Authorization)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|h| DigestCredentials::from_header(h).ok())
+        .find(|c| c.realm == core.realm);
+    let Some(creds) = creds else {
+        return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
+    };
+    match core.nonces.check(
+        &creds.nonce,
+        now_secs(),
+        flow.remote.ip(),
+        core.nonce_lifetime,
+    ) {
+        NonceCheck::Valid => {}
+        NonceCheck::Stale => return Outcome::Reply(challenge(core, req, flow.remote.ip(), true)),
+        NonceCheck::Invalid => {
+            return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
+        }
+    }
+    if creds.username != number {
+        return forbidden(core, req, "Credentials do not match the address of record");
+    }
+    let Some(secret) = core.credentials.get(&number).await else {
+        // Unknown and wrong password look the same, so numbers cannot be probed.
+        return forbidden(core, req, "Authentication failed");
+    };
+    let Some(algorithm) = Algorithm::from_param(creds.algorithm.as_deref())
+        .filter(|a| core.digest_algorithms.contains(a))
+    else {
+        return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
+    };
+    let realm_ok = secret.realm.as_deref() == Some(core.realm.as_str());
+    let Some(ha1) = secret.ha1(algorithm).filter(|_| realm_ok) else {
+        if !realm_ok && secret.ha1_md5.is_some() {
+            tracing::warn!(extension = %number, "SIP secret was set for another realm; rotate it");
+        }
+        return forbidden(core, req, "Authentication failed");
+    };
+    match digest::verify(&creds, ha1, "REGISTER") {
+        Ok(_) => {}
+        Err(DigestFailure::Qop) => {
+            return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
+        }
+        Err(_) => {
+            metrics::counter!("switchboard_sip_registrations_total", "result" => "bad_credentials")
+                .increment(1);
+            tracing::info!(extension = %number, source = %flow.remote, "REGISTER with wrong credentials");
+            return forbidden(core, req, "Authentication failed");
+        }
+    }
+    let Some(nc) = creds.nc_value() else {
+        return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
+    };
+    if !core.accept_nonce_count(&creds.nonce, nc, request_tag(req), now_secs()) {
+        tracing::info!(extension = %number, source = %flow.remote, "replayed nonce count refused");
+        return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
+    }
+    if !secret.active {
+        return forbidden(core, req, "Extension is deactivated");
+    }
+
+    apply(core, req, flow, &number, now)
+}
+
+/// The binding changes a REGISTER asks for (after authentication).
+fn apply(core: &SipCore, req: &Message, flow: &Flow, number: &str, now: Timestamp) -> Outcome {
+    let contacts = match req.contacts() {
+        Ok(c) => c,
+        Err(e) => return Outcome::Reply(core.response(req, 400, Some(&e.message))),
+    };
+    let (Ok(call_id), Ok(cseq)) = (req.call_id(), req.cseq()) else {
+        return Outcome::Reply(core.response(req, 400, Some("Bad Call-ID or CSeq")));
+    };
+    let header_expires = match req.expires() {
+        Ok(e) => e,
+        Err(e) => return Outcome::Reply(core.response(req, 400, Some(&e.message))),
+    };
+    let mut job = PersistJob::default();
+    let user_agent = req
+        .user_agent()
+        .map(|u| u.chars().take(255).collect::<String>());
+
+    let result = match contacts {
+        None => Ok(()),
+        Some(Contacts::Star) => {
+            if header_expires != Some(0) {
+                return Outcome::Reply(core.response(
+                    req,
+                    400,
+                    Some("Contact: * needs Expires: 0"),
+                ));
+            }
+            core.location.update(number, |bindings| {
+                for b in bindings.drain(..) {
+                    job.deletes.push((number.to_owned(), b.key.clone()));
+                    job.events.push((
+                        EventType::ExtensionUnregistered,
+                        event_data(number, &b, Some("user")),
+                    ));
+                }
+            });
+            Ok(())
+        }
+        Some(Contacts::List(list)) => {
+            // Check every contact before changing anything: one bad expiry refuses all.
+            let mut wanted = Vec::with_capacity(list.len());
+            for c in &list {
+                let asked = c
+                    .params
+                    .get("expires")
+                    .and_then(|e| e.parse::<u32>().ok())
+                    .or(header_expires)
+                    .unwrap_or(DEFAULT_EXPIRES);
+                if asked != 0 && asked < core.min_expires {
+                    let mut resp = core.response(req, 423, None);
+                    resp.push(HeaderName::MinExpires, core.min_expires.to_string());
+                    return Outcome::Reply(resp);
+                }
+                wanted.push((c, asked.min(core.max_expires)));
+            }
+            core.location.update(number, |bindings| {
+                for (c, expires) in wanted {
+                    change_binding(
+                        bindings,
+                        &mut job,
+                        c,
+                        expires,
+                        number,
+                        flow,
+                        call_id,
+                        cseq.seq,
+                        &user_agent,
+                        now,
+                    )?;
+                }
+                Ok(())
+            })
+        }
+    };
+    if let Err(why) = result {
+        return Outcome::Reply(core.response(req, 500, Some(why)));
+    }
+    for row in &mut job.upserts {
+        row.node.clone_from(&core.node);
+    }
+
+    // The inventory: one sighting per REGISTER that binds something.
+    if let Some(first) = job.upserts.first() {
+        let sighting = Sighting {
+            extension: number.to_owned(),
+            mac_address: first.mac_address.clone(),
+            ip_address: flow.remote.ip().to_string(),
+            user_agent: user_agent.clone(),
+            contact_uri: Some(first.contact_uri.clone()),
+            at: now,
+        };
+        if core.inventory.due(&sighting) {
+            job.sightings.push(sighting);
+        }
+    }
+
+    let current = core.location.lookup(number, now);
+    let mut resp = core.response(req, 200, None);
+    for b in &current {
+        let remaining = (b.expires_at.millis() - now.millis()).max(0) / 1000;
+        resp.push(
+            HeaderName::Contact,
+            format!("<{}>;expires={remaining}", b.contact_uri),
+        );
+    }
+    resp.push(
+        HeaderName::Date,
+        chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
+    );
+    metrics::counter!("switchboard_sip_registrations_total", "result" => "ok").increment(1);
+    Outcome::Persist(Box::new(job), resp)
+}
+
+/// Adds, refreshes or removes the binding for one contact (RFC 3261 §10.3 step 7).
+#[allow(clippy::too_many_arguments)]
+fn change_binding(
+    bindings: &mut Vec<Binding>,
+    job: &mut PersistJob,
+    contact: &NameAddr,
+    expires: u32,
+    number: &str,
+    flow: &Flow,
+    call_id: &str,
+    cseq: u32,
+    user_agent: &Option<String>,
+    now: Timestamp,
+) -> Result<(), &'static str> {
+    let instance = contact.params.get("+sip.instance").map(str::to_owned);
+    let reg_id = contact
+        .params
+        .get("reg-id")
+        .and_then(|r| r.parse::<u32>().ok());
+    let contact_uri = contact.uri.to_string();
+    // RFC 5626: the same instance (and reg-id) is the same binding, whatever its URI.
+    let key = match (&instance, reg_id) {
+        (Some(i), Some(r)) => format!("{i};reg-id={r}"),
+        (Some(i), None) => i.clone(),
+        (None, _) => contact_uri.clone(),
+    };
+    let existing = bindings.iter().position(|b| b.key == key);
+    if let Some(i) = existing {
+        let b = &bindings[i];
+        if b.call_id == call_id && cseq < b.cseq {
+            return Err("Out of order REGISTER");
+        }
+    }
+    if expires == 0 {
+        if let Some(i) = existing {
+            let b = bindings.remove(i);
+            job.deletes.push((number.to_owned(), b.key.clone()));
+            job.events.push((
+                EventType::ExtensionUnregistered,
+                event_data(number, &b, Some("user")),
+            ));
+        }
+        return Ok(());
+    }
+    let uri_mac = contact
+        .uri
+        .as_sip()
+        .and_then(|u| u.param_value("mac"))
+        .map(str::to_owned);
+    let mac = mac::find(
+        uri_mac.as_deref().or(contact.params.get("mac")),
+        instance.as_deref(),
+        user_agent.as_deref(),
+    );
+    let binding = Binding {
+        key,
+        contact_uri,
+        instance_id: instance,
+        reg_id,
+        q: contact
+            .params
+            .get("q")
+            .and_then(|q| switchboard_sip::header::name_addr::parse_qvalue(q).ok()),
+        expires_at: now.plus_secs(u64::from(expires)),
+        call_id: call_id.to_owned(),
+        cseq,
+        flow: flow.clone(),
+        user_agent: user_agent.clone(),
+        mac,
+        registered_at: existing.map_or(now, |i| bindings[i].registered_at),
+    };
+    job.upserts.push(binding.to_row(number, "", now));
+    match existing {
+        Some(i) => bindings[i] = binding,
+        None => {
+            tracing::info!(extension = %number, contact = %binding.contact_uri, source = %flow.remote, "registered");
+            job.events.push((
+                EventType::ExtensionRegistered,
+                event_data(number, &binding, None),
+            ));
+            bindings.push(binding);
+        }
+    }
+    Ok(())
+}
+
+/// When each device was last written to the inventory, and what was written.
+#[derive(Default)]
+pub struct InventoryMemo {
+    seen: DashMap<(String, String), (Sighting, Timestamp)>,
+}
+
+/// The inventory's `last_registered` is kept accurate to this (ms); unchanged devices
+/// are not rewritten more often.
+const INVENTORY_REFRESH_MS: i64 = 5_000;
+
+impl InventoryMemo {
+    /// Whether `s` must be written: new device, something changed, or stale.
+    pub fn due(&self, s: &Sighting) -> bool {
+        let key = (
+            s.extension.clone(),
+            s.mac_address
+                .clone()
+                .unwrap_or_else(|| s.ip_address.clone()),
+        );
+        let mut stale = true;
+        if let Some(prev) = self.seen.get(&key) {
+            let (p, written) = &*prev;
+            stale = p.ip_address != s.ip_address
+                || p.contact_uri != s.contact_uri
+                || p.user_agent != s.user_agent
+                || s.at.millis() - written.millis() >= INVENTORY_REFRESH_MS;
+        }
+        if stale {
+            self.seen.insert(key, (s.clone(), s.at));
+        }
+        stale
+    }
+}

@@ -1,0 +1,262 @@
+//! SIP transports: UDP sockets, TCP and TLS connections. Every message arrives with
+//! the [`Flow`] it came on, and replies and later requests to a phone go back over it
+//! (RFC 3581 for UDP, the phone's own connection for TCP/TLS, RFC 5626 style).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use switchboard_sip::{ErrorKind, Framed, parse_stream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+use super::SipCore;
+use crate::config::SipTransport;
+
+/// How a message reached us, and so how to answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub transport: SipTransport,
+    /// The listener it arrived on.
+    pub local: SocketAddr,
+    /// The peer's address as seen by the socket (NAT included).
+    pub remote: SocketAddr,
+    /// The connection, for TCP and TLS.
+    pub conn: Option<u64>,
+}
+
+impl Flow {
+    pub fn is_reliable(&self) -> bool {
+        self.transport != SipTransport::Udp
+    }
+}
+
+/// Outbound side of every transport.
+#[derive(Default)]
+pub struct Transports {
+    udp: DashMap<SocketAddr, Arc<UdpSocket>>,
+    connections: DashMap<u64, mpsc::Sender<Bytes>>,
+    next_conn: AtomicU64,
+    open: AtomicUsize,
+}
+
+/// Outbound messages queued per connection before the connection counts as stuck.
+const CONN_QUEUE: usize = 256;
+
+impl Transports {
+    pub fn add_udp(&self, socket: Arc<UdpSocket>) -> std::io::Result<SocketAddr> {
+        let local = socket.local_addr()?;
+        self.udp.insert(local, socket);
+        Ok(local)
+    }
+
+    /// Sends `data` over `flow`; false when the flow is gone (connection closed).
+    pub fn send(&self, flow: &Flow, data: Bytes) -> bool {
+        match flow.conn {
+            Some(id) => match self.connections.get(&id) {
+                Some(tx) => tx.try_send(data).is_ok(),
+                None => false,
+            },
+            None => {
+                // A flow restored after a restart has no listener: any UDP socket will do.
+                let socket = self
+                    .udp
+                    .get(&flow.local)
+                    .map(|s| s.clone())
+                    .or_else(|| self.udp.iter().next().map(|e| e.value().clone()));
+                let Some(socket) = socket else { return false };
+                match socket.try_send_to(&data, flow.remote) {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let remote = flow.remote;
+                        tokio::spawn(async move {
+                            let _ = socket.send_to(&data, remote).await;
+                        });
+                        true
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, to = %flow.remote, "UDP send failed");
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// Live TCP/TLS connections.
+    pub fn connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// Receives datagrams until `stop`.
+pub async fn run_udp(core: Arc<SipCore>, socket: Arc<UdpSocket>, mut stop: watch::Receiver<bool>) {
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    // One datagram is at most 64 KiB; the buffer is reused, each message copied out
+    // once into its own `Bytes` (which the parsed headers then share).
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        tokio::select! {
+            res = socket.recv_from(&mut buf) => match res {
+                Ok((n, remote)) => {
+                    let flow = Flow { transport: SipTransport::Udp, local, remote, conn: None };
+                    super::ingress::handle(&core, Bytes::copy_from_slice(&buf[..n]), flow).await;
+                }
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on some systems.
+                    tracing::debug!(error = %e, "UDP receive error");
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Accepts TCP (or, with `tls`, TLS) connections until `stop`.
+pub async fn run_stream_listener(
+    core: Arc<SipCore>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+) {
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let transport = if tls.is_some() {
+        SipTransport::Tls
+    } else {
+        SipTransport::Tcp
+    };
+    let mut stop_accept = stop.clone();
+    loop {
+        let (stream, remote) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop_accept.changed() => return,
+        };
+        let transports = &core.transports;
+        if transports.open.load(Ordering::Relaxed) >= core.limits.max_connections {
+            tracing::warn!(%remote, "connection refused: sip.max_connections reached");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let id = transports.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = mpsc::channel(CONN_QUEUE);
+        transports.connections.insert(id, tx);
+        transports.open.fetch_add(1, Ordering::Relaxed);
+        let flow = Flow {
+            transport,
+            local,
+            remote,
+            conn: Some(id),
+        };
+        let core = core.clone();
+        let tls = tls.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(&core, tls_stream, flow.clone(), rx, stop).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    }
+                }
+                None => serve_connection(&core, stream, flow.clone(), rx, stop).await,
+            }
+            core.transports.connections.remove(&id);
+            core.transports.open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Reads messages framed by Content-Length and writes queued outbound ones, until the
+/// peer closes, the connection idles out, or `stop`.
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    core: &Arc<SipCore>,
+    stream: S,
+    flow: Flow,
+    mut outbound: mpsc::Receiver<Bytes>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let idle = core.limits.idle_timeout;
+    let mut pending = Bytes::new();
+    let mut chunk = BytesMut::with_capacity(8192);
+    loop {
+        tokio::select! {
+            read = tokio::time::timeout(idle, reader.read_buf(&mut chunk)) => {
+                let n = match read {
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(n)) => n,
+                    Err(_) => {
+                        tracing::debug!(remote = %flow.remote, "connection idle too long; closing");
+                        return;
+                    }
+                };
+                let _ = n;
+                pending = if pending.is_empty() {
+                    chunk.split().freeze()
+                } else {
+                    let mut joined = BytesMut::with_capacity(pending.len() + chunk.len());
+                    joined.extend_from_slice(&pending);
+                    joined.extend_from_slice(&chunk.split());
+                    joined.freeze()
+                };
+                loop {
+                    match parse_stream(&pending) {
+                        Ok(Framed::Message(msg, used)) => {
+                            pending = pending.slice(used..);
+                            super::ingress::handle_parsed(core, *msg, flow.clone()).await;
+                        }
+                        Ok(Framed::KeepAlive(used)) => {
+                            // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF.
+                            if pending[..used].windows(4).any(|w| w == b"\r\n\r\n") {
+                                let _ = writer.write_all(b"\r\n").await;
+                            }
+                            pending = pending.slice(used..);
+                        }
+                        Ok(Framed::Incomplete) => break,
+                        Err(e) => {
+                            // A stream that cannot be framed cannot be resynchronised.
+                            let code = if e.kind == ErrorKind::TooLarge { 513 } else { 400 };
+                            if let Some(reply) = super::ingress::error_reply(&pending, code, &e.message) {
+                                let _ = writer.write_all(&reply).await;
+                            }
+                            tracing::debug!(remote = %flow.remote, error = %e, "closing a stream that cannot be framed");
+                            return;
+                        }
+                    }
+                }
+            }
+            out = outbound.recv() => match out {
+                Some(data) => {
+                    if writer.write_all(&data).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Table `events`: the transactional outbox. Rows are appended in the transaction of
+//! the change they describe; delivery (webhooks, live panel) reads them by `seq`.
+
+use sqlx::{Any, Executor, Row};
+
+use super::{Conn, Result};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub seq: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub occurred_at: Timestamp,
+    pub data: serde_json::Value,
+}
+
+pub async fn append(
+    conn: &mut Conn,
+    event_id: &str,
+    event_type: &str,
+    at: Timestamp,
+    data: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (event_id, event_type, occurred_at, data) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(event_id)
+    .bind(event_type)
+    .bind(at.millis())
+    .bind(data)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Events after `after_seq` in commit-sequence order, at most `limit`.
+pub async fn after<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    let rows = sqlx::query(
+        "SELECT seq, event_id, event_type, occurred_at, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(exec)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let data: String = r.try_get("data")?;
+            Ok(EventRow {
+                seq: r.try_get("seq")?,
+                event_id: r.try_get("event_id")?,
+                event_type: r.try_get("event_type")?,
+                occurred_at: Timestamp(r.try_get("occurred_at")?),
+                data: serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            })
+        })
+        .collect()
+}
+
+/// The newest event's sequence number (0 when there is none).
+pub async fn max_seq<'c>(exec: impl Executor<'c, Database = Any>) -> Result<i64> {
+    let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS n FROM events")
+        .fetch_one(exec)
+        .await?;
+    row.try_get("n")
+}

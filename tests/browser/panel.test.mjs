@@ -1,0 +1,229 @@
+// The admin panel in headless Chromium against a freshly started Switchboard:
+// first login, forced password change, dashboard, creating / editing / deleting an
+// extension, and the server's error messages. See README.md.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.SWITCHBOARD_URL?.replace(/\/+$/, '');
+const BANNER_PASSWORD = process.env.SWITCHBOARD_PASSWORD;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const NEW_PASSWORD = 'Str0ng-Passw0rd-Test';
+const RESULTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'test-results');
+
+test('admin panel: login, password change, extensions', { timeout: 90_000 }, async (t) => {
+  assert.ok(BASE, 'SWITCHBOARD_URL is not set: start a fresh server and set it to http://127.0.0.1:PORT');
+  assert.ok(BANNER_PASSWORD, 'SWITCHBOARD_PASSWORD is not set: set it to the first-start banner password of extension 1001');
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  t.after(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(10_000);
+  page.setDefaultNavigationTimeout(15_000);
+
+  // Script errors and CSP violations (inline styles or scripts) fail the test; failed
+  // requests the test provokes on purpose (401, 409) are expected.
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) {
+      problems.push(`console error: ${msg.text()}`);
+    }
+  });
+
+  let stepNo = 0;
+  async function step(name, fn) {
+    stepNo += 1;
+    const started = Date.now();
+    try {
+      await fn();
+    } catch (err) {
+      await mkdir(RESULTS, { recursive: true });
+      const file = path.join(RESULTS, `step-${String(stepNo).padStart(2, '0')}-${name.replace(/\W+/g, '-')}.png`);
+      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+      err.message = `step "${name}" failed (screenshot: ${file}, page: ${page.url()}): ${err.message}`;
+      throw err;
+    }
+    t.diagnostic(`${name}: ${Date.now() - started} ms`);
+  }
+
+  const main = page.locator('#page');
+  const alert = main.getByRole('alert');
+  const flash = page.locator('#flash');
+  const heading = (name) => page.getByRole('heading', { level: 1, name, exact: true });
+  const atRoute = (route) => page.waitForURL((url) => url.hash === `#${route}` || url.hash.startsWith(`#${route}?`));
+  const expectText = async (locator, pattern) => {
+    await locator.filter({ hasText: pattern }).first().waitFor();
+  };
+
+  await step('open the panel: redirected to login', async () => {
+    const res = await page.goto(`${BASE}/admin/`);
+    assert.equal(res.status(), 200);
+    await atRoute('/login');
+    await heading('Log in').waitFor();
+  });
+
+  await step('wrong password shows the server message', async () => {
+    await page.getByLabel('Extension', { exact: true }).fill('1001');
+    await page.getByLabel('Password', { exact: true }).fill('not-the-password');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await expectText(alert, /wrong extension or password/);
+  });
+
+  await step('log in with the banner password: forced password change', async () => {
+    await page.getByLabel('Password', { exact: true }).fill(BANNER_PASSWORD);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await atRoute('/password');
+    await heading('Choose a new password').waitFor();
+    await expectText(main, /must choose a new password/);
+    // The rest of the panel is out of reach until the password is changed.
+    assert.equal(await page.locator('#nav').isVisible(), false);
+  });
+
+  await step('a weak new password is refused with the field marked', async () => {
+    await page.getByLabel('Current password', { exact: true }).fill(BANNER_PASSWORD);
+    await page.getByLabel('New password', { exact: true }).fill('short');
+    await page.getByLabel('Confirm new password', { exact: true }).fill('short');
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await expectText(alert, /needs 10 to 128 characters/);
+    assert.equal(await page.getByLabel('New password', { exact: true }).getAttribute('aria-invalid'), 'true');
+  });
+
+  await step('change the password: dashboard', async () => {
+    await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
+    await page.getByLabel('Confirm new password', { exact: true }).fill(NEW_PASSWORD);
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await atRoute('/dashboard');
+    await heading('Dashboard').waitFor();
+    await expectText(flash, /password has been changed/);
+    const system = main.getByRole('region', { name: 'System' });
+    await expectText(system, /Version/);
+    await expectText(system, /sqlite/);
+    await expectText(page.locator('#whoami'), /1001/);
+  });
+
+  await step('extension list shows the seeded extensions', async () => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Extensions' }).click();
+    await atRoute('/extensions');
+    await heading('Extensions').waitFor();
+    await main.getByRole('row').filter({ hasText: 'Operator' }).waitFor();
+    await expectText(main, /Showing 1–2 of 2/);
+  });
+
+  const credentials = {};
+  await step('create 2001: generated credentials shown once', async () => {
+    await main.getByRole('link', { name: 'New extension' }).click();
+    await atRoute('/extensions/new');
+    await page.getByLabel('Number', { exact: true }).fill('2001');
+    await page.getByLabel('Name', { exact: true }).fill('Ada Lovelace');
+    await page.getByLabel('E-mail', { exact: true }).fill('ada@example.com');
+    await page.getByRole('button', { name: 'Create extension' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Extension 2001 created' });
+    await dialog.waitFor();
+    await expectText(dialog, /shown only this once/);
+    for (const label of ['Web password', 'SIP secret', 'Voicemail PIN']) {
+      credentials[label] = await dialog.getByLabel(label, { exact: true }).inputValue();
+      assert.ok(credentials[label].length >= 4, `${label} is shown: ${credentials[label]}`);
+    }
+    assert.match(credentials['Voicemail PIN'], /^\d{4,12}$/);
+    await dialog.getByRole('button', { name: 'Done' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    await atRoute('/extensions');
+    await expectText(flash, /Extension 2001 \(Ada Lovelace\) was created/);
+    const row = main.getByRole('row').filter({ has: page.getByRole('link', { name: '2001', exact: true }) });
+    await expectText(row, /Ada Lovelace/);
+    await expectText(row, /ada@example\.com/);
+    // Shown once: no secret is left anywhere on the page.
+    const html = await page.content();
+    for (const value of Object.values(credentials)) assert.ok(!html.includes(value), 'a generated secret is still in the page');
+  });
+
+  await step('search narrows the list', async () => {
+    await main.getByLabel('Search', { exact: true }).fill('lovelace');
+    await expectText(main.locator('.pager-summary'), /Showing 1–1 of 1/);
+    await main.getByRole('link', { name: '2001', exact: true }).waitFor();
+    assert.equal(await main.getByRole('link', { name: '1001', exact: true }).count(), 0);
+  });
+
+  await step('bad input shows the server errors', async () => {
+    await main.getByRole('link', { name: 'New extension' }).click();
+    await atRoute('/extensions/new');
+    await page.getByLabel('Number', { exact: true }).fill('2001');
+    await page.getByLabel('Name', { exact: true }).fill('Ada Again');
+    await page.getByRole('button', { name: 'Create extension' }).click();
+    await expectText(alert, /extension 2001 already exists/);
+    assert.equal(await page.getByLabel('Number', { exact: true }).getAttribute('aria-invalid'), 'true');
+
+    await page.getByLabel('Number', { exact: true }).fill('Not A Number');
+    await page.getByRole('button', { name: 'Create extension' }).click();
+    await expectText(alert, /`Not A Number` is not an extension number/);
+    assert.equal(await page.getByLabel('Number', { exact: true }).getAttribute('aria-invalid'), 'true');
+  });
+
+  await step('edit 2001: change the name', async () => {
+    await page.getByRole('link', { name: 'Cancel' }).click();
+    await atRoute('/extensions');
+    await main.getByRole('link', { name: '2001', exact: true }).click();
+    await atRoute('/extensions/2001');
+    await heading('Extension 2001').waitFor();
+    const name = page.getByLabel('Name', { exact: true });
+    assert.equal(await name.inputValue(), 'Ada Lovelace');
+    await name.fill('Ada King');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await expectText(main.getByRole('status'), /^Saved\.$/);
+    await page.getByRole('link', { name: '← All extensions' }).click();
+    await atRoute('/extensions');
+    const row = main.getByRole('row').filter({ has: page.getByRole('link', { name: '2001', exact: true }) });
+    await expectText(row, /Ada King/);
+  });
+
+  await step('delete 2001 after confirming', async () => {
+    await main.getByRole('link', { name: '2001', exact: true }).click();
+    await atRoute('/extensions/2001');
+    await page.getByRole('button', { name: 'Delete extension' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Delete extension 2001?' });
+    await dialog.waitFor();
+    // Cancelling keeps it.
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    await page.getByRole('button', { name: 'Delete extension' }).click();
+    await dialog.getByRole('button', { name: 'Delete', exact: true }).click();
+    await atRoute('/extensions');
+    await expectText(flash, /Extension 2001 \(Ada King\) was deleted/);
+    await main.getByRole('link', { name: '1001', exact: true }).waitFor();
+    assert.equal(await main.getByRole('link', { name: '2001', exact: true }).count(), 0);
+    await expectText(main.locator('.pager-summary'), /of 2$/);
+  });
+
+  await step('deleting the last admin is refused with the server message', async () => {
+    await main.getByRole('link', { name: '1001', exact: true }).click();
+    await atRoute('/extensions/1001');
+    await page.getByRole('button', { name: 'Delete extension' }).click();
+    await page.getByRole('dialog', { name: 'Delete extension 1001?' }).getByRole('button', { name: 'Delete', exact: true }).click();
+    await expectText(alert, /last active admin/);
+    assert.equal(page.url().endsWith('#/extensions/1001'), true);
+  });
+
+  await step('log out, log in again with the new password', async () => {
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await atRoute('/login');
+    await expectText(flash, /logged out/);
+    await page.getByLabel('Extension', { exact: true }).fill('1001');
+    await page.getByLabel('Password', { exact: true }).fill(NEW_PASSWORD);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await atRoute('/dashboard');
+    await heading('Dashboard').waitFor();
+  });
+
+  assert.deepEqual(problems, [], 'the page logged errors');
+});

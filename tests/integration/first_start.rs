@@ -1,0 +1,97 @@
+//! `switchboard` with no arguments in an empty directory: a working PBX, the
+//! first-start banner once, no credentials on the second start.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{Process, skip_or_fail};
+
+#[tokio::test]
+async fn fresh_machine_no_configuration() {
+    // This test proves the no-configuration defaults, so it needs port 8080 itself.
+    let free = std::net::TcpListener::bind("0.0.0.0:8080").is_ok()
+        && std::net::TcpListener::bind("0.0.0.0:5060").is_ok()
+        && std::net::UdpSocket::bind("0.0.0.0:5060").is_ok();
+    if !free {
+        skip_or_fail("ports 8080 or 5060 are in use; the no-configuration test needs them");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut pbx = Process::spawn(dir.path(), &[]);
+    let running = pbx.wait_for_line("Switchboard is running");
+    assert!(running.contains(":8080"), "{running}");
+    let password = pbx
+        .value_after("Password:  ")
+        .expect("banner prints the password after two spaces");
+    assert!(
+        password.starts_with("ChangeMe-Operator-")
+            && password.len() == "ChangeMe-Operator-".len() + 8
+    );
+    assert_eq!(pbx.value_after("Extension: ").as_deref(), Some("1001"));
+    let pin = pbx.value_after("Voicemail PIN: ").unwrap();
+    assert!(
+        pin.len() == 6 && pin.chars().all(|c| c.is_ascii_digit()),
+        "{pin}"
+    );
+    assert!(pbx.value_after("SIP secret: ").unwrap().len() >= 20);
+    assert!(
+        pbx.seen.iter().any(|l| l.contains("/admin/")),
+        "the banner gives the admin URL"
+    );
+    assert!(
+        dir.path().join("data/switchboard.db").is_file(),
+        "SQLite under ./data"
+    );
+
+    let http = reqwest::Client::new();
+    let base = "http://127.0.0.1:8080";
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/admin/",
+        "/api/openapi.json",
+    ] {
+        let resp = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    }
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("switchboard_http_requests_total"),
+        "{metrics}"
+    );
+    assert_eq!(
+        http.get(format!("{base}/api/extensions"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let resp = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"extension": "1001", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let status = pbx.terminate();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+
+    let mut again = Process::spawn(dir.path(), &[]);
+    again.wait_for_line("Switchboard is running");
+    assert!(
+        again.value_after("Password:").is_none(),
+        "a second start prints no credentials: {:?}",
+        again.seen
+    );
+    assert!(!again.seen.iter().any(|l| l.contains(&password)));
+    assert!(again.terminate().success());
+}

@@ -1,0 +1,18 @@
+//! Integration tests: one binary, one module per feature (a single link step on a
+//! two-core machine). Storage tests run on SQLite and PostgreSQL.
+
+mod harness;
+mod sip_phone;
+
+mod auth;
+mod browser;
+mod cli;
+mod config_example;
+mod extensions;
+mod first_start;
+mod interop;
+mod openapi;
+mod registrar;
+mod sip_tls;
+mod store;
+mod tls;
