@@ -280,7 +280,11 @@ fn is_sip_version(s: &[u8]) -> bool {
 fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
     let text = std::str::from_utf8(line)
         .map_err(|_| ParseError::malformed("the start line is not UTF-8"))?;
-    if text.as_bytes().get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")) {
+    if text
+        .as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let (version, rest) = text
             .split_once(' ')

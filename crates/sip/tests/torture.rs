@@ -98,7 +98,9 @@ fn multibyte_start_lines_are_refused() {
     ] {
         let raw = format!("{line}\r\nCall-ID: x\r\n\r\n");
         assert!(parse(&raw).is_err(), "accepted {raw:?}");
-        assert!(parse_stream(&Bytes::from(raw.clone())).is_err(), "stream accepted {raw:?}");
+        assert!(
+            parse_stream(&Bytes::from(raw.clone())).is_err(),
+            "stream accepted {raw:?}"
+        );
     }
 }
-
