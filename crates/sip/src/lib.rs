@@ -18,6 +18,7 @@ pub mod transaction;
 pub mod uri;
 pub mod validate;
 
+pub use bytestring::ByteString;
 pub use error::{ErrorKind, ParseError};
 pub use header::{Header, HeaderName};
 pub use message::{Message, StartLine};

@@ -70,6 +70,12 @@ impl CredentialCache {
         })
     }
 
+    /// What the cache knows: `Some(None)` for a number known not to exist, `None`
+    /// when the database must be asked ([`Self::get`]).
+    pub fn cached(&self, number: &str) -> Option<Option<Arc<SipCredential>>> {
+        self.entries.get(number).map(|e| e.clone())
+    }
+
     /// The extension's credentials, `None` when it does not exist.
     pub async fn get(&self, number: &str) -> Option<Arc<SipCredential>> {
         if let Some(e) = self.entries.get(number) {

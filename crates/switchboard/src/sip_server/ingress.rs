@@ -12,7 +12,7 @@ use switchboard_sip::uri::Host;
 use switchboard_sip::validate::{UasPolicy, validate_request};
 use switchboard_sip::{ErrorKind, Message, Method, parse_datagram};
 
-use super::transport::Flow;
+use super::transport::{Flow, Outbox};
 use super::{SipCore, registrar};
 
 /// What this element handles today; everything else gets 405/501 with this Allow.
@@ -28,11 +28,10 @@ pub fn policy() -> UasPolicy<'static> {
     }
 }
 
-/// A datagram (or a framed stream message before parsing).
-pub async fn handle(core: &Arc<SipCore>, data: Bytes, flow: Flow) {
-    metrics::counter!("switchboard_sip_messages_received_total", "transport" => flow.transport.as_str()).increment(1);
+/// A datagram. What to send in answer goes into `out`.
+pub fn handle(core: &Arc<SipCore>, data: Bytes, flow: Flow, out: &mut Outbox) {
     match parse_datagram(data.clone()) {
-        Ok(msg) => dispatch(core, msg, flow).await,
+        Ok(msg) => dispatch(core, msg, flow, out),
         Err(e) => {
             metrics::counter!("switchboard_sip_malformed_total").increment(1);
             let code = match e.kind {
@@ -42,19 +41,19 @@ pub async fn handle(core: &Arc<SipCore>, data: Bytes, flow: Flow) {
             };
             tracing::debug!(remote = %flow.remote, error = %e, "malformed SIP message");
             if let Some(reply) = error_reply(&data, code, &e.message) {
-                core.transports.send(&flow, reply);
+                out.push_bytes(flow, reply);
             }
         }
     }
 }
 
 /// A message already framed and parsed (streams).
-pub async fn handle_parsed(core: &Arc<SipCore>, msg: Message, flow: Flow) {
+pub fn handle_parsed(core: &Arc<SipCore>, msg: Message, flow: Flow, out: &mut Outbox) {
     metrics::counter!("switchboard_sip_messages_received_total", "transport" => flow.transport.as_str()).increment(1);
-    dispatch(core, msg, flow).await;
+    dispatch(core, msg, flow, out);
 }
 
-async fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow) {
+fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox) {
     let Some(method) = req.method().cloned() else {
         // No client transactions yet: a response is a stray, and strays are dropped.
         return;
@@ -70,11 +69,11 @@ async fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow) {
         for (name, value) in rejection.headers {
             resp.push(name, value);
         }
-        core.reply(&reply_flow, &resp);
+        out.push(&reply_flow, &resp);
         return;
     }
     match method {
-        Method::Register => registrar::handle(core, req, flow, reply_flow).await,
+        Method::Register => registrar::handle(core, req, flow, reply_flow, out),
         Method::Options => {
             let mut resp = core.response(&req, 200, None);
             resp.push(
@@ -87,11 +86,11 @@ async fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow) {
             );
             resp.push(HeaderName::Accept, ACCEPT.join(", "));
             resp.push(HeaderName::Supported, SUPPORTED.join(", "));
-            core.reply(&reply_flow, &resp);
+            out.push(&reply_flow, &resp);
         }
         _ => {
             let resp = core.response(&req, 501, None);
-            core.reply(&reply_flow, &resp);
+            out.push(&reply_flow, &resp);
         }
     }
 }

@@ -121,6 +121,15 @@ impl Location {
             .unwrap_or_default()
     }
 
+    /// Runs `f` on the extension's bindings (all of them, expired included) without
+    /// copying them.
+    pub fn read<R>(&self, extension: &str, f: impl FnOnce(&[Binding]) -> R) -> R {
+        match self.bindings.get(extension) {
+            Some(entry) => f(entry.value()),
+            None => f(&[]),
+        }
+    }
+
     /// Runs `f` on the extension's bindings under that extension's lock only.
     pub fn update<R>(&self, extension: &str, f: impl FnOnce(&mut Vec<Binding>) -> R) -> R {
         let mut entry = self.bindings.entry(extension.to_owned()).or_default();

@@ -8,17 +8,17 @@ pub mod location;
 pub mod persist;
 pub mod registrar;
 pub mod transport;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
 use switchboard_sip::Message;
 use switchboard_sip::digest::{Algorithm, NonceCounts, NonceMint};
 use switchboard_sip::header::HeaderName;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -59,6 +59,45 @@ pub struct SipCore {
     pub node: String,
     /// A per-process secret for deterministic To tags of stateless responses.
     tag_key: u64,
+    pub metrics: SipMetrics,
+    date: DateHeader,
+}
+
+/// Counters of the hot path, registered once (a `metrics::counter!` with labels
+/// looks its key up on every call).
+pub struct SipMetrics {
+    pub udp_received: metrics::Counter,
+    pub udp_sent: metrics::Counter,
+    pub registrations_ok: metrics::Counter,
+}
+
+impl SipMetrics {
+    fn new() -> Self {
+        Self {
+            udp_received: metrics::counter!("switchboard_sip_messages_received_total", "transport" => "udp"),
+            udp_sent: metrics::counter!("switchboard_sip_messages_sent_total", "transport" => "udp"),
+            registrations_ok: metrics::counter!("switchboard_sip_registrations_total", "result" => "ok"),
+        }
+    }
+}
+
+/// The `Date` header value (RFC 3261 §20.17), formatted once per second.
+#[derive(Default)]
+struct DateHeader(std::sync::Mutex<(i64, switchboard_sip::ByteString)>);
+
+impl DateHeader {
+    fn get(&self) -> switchboard_sip::ByteString {
+        let now = chrono::Utc::now();
+        let second = now.timestamp();
+        let mut cached = self.0.lock().expect("date cache");
+        if cached.0 != second || cached.1.is_empty() {
+            *cached = (
+                second,
+                now.format("%a, %d %b %Y %H:%M:%S GMT").to_string().into(),
+            );
+        }
+        cached.1.clone()
+    }
 }
 
 const NONCE_SHARDS: usize = 16;
@@ -69,19 +108,42 @@ impl SipCore {
     pub fn response(&self, req: &Message, code: u16, reason: Option<&str>) -> Message {
         let mut resp = Message::response_to(req, code, reason);
         if code > 100
-            && let Some(to) = resp.header(&HeaderName::To).map(str::to_owned)
-            && let Ok(mut addr) = switchboard_sip::header::NameAddr::parse(&to)
-            && addr.tag().is_none()
+            && let Some(to) = resp.header(&HeaderName::To)
         {
-            addr.params.set("tag", Some(&self.stateless_tag(req)));
-            resp.set(HeaderName::To, addr.to_string());
+            // Most To headers of out-of-dialog requests carry no parameter that could
+            // be a tag: then the tag is appended without parsing the header.
+            let tagged = if !to.to_ascii_lowercase().contains("tag") {
+                Some(format!("{to};tag={}", self.stateless_tag(req)))
+            } else {
+                switchboard_sip::header::NameAddr::parse(to)
+                    .ok()
+                    .filter(|addr| addr.tag().is_none())
+                    .map(|mut addr| {
+                        addr.params.set("tag", Some(&self.stateless_tag(req)));
+                        addr.to_string()
+                    })
+            };
+            if let Some(value) = tagged {
+                resp.set(HeaderName::To, value);
+            }
         }
         resp.push(
             HeaderName::Server,
-            concat!("Switchboard/", env!("CARGO_PKG_VERSION")),
+            switchboard_sip::ByteString::from_static(concat!(
+                "Switchboard/",
+                env!("CARGO_PKG_VERSION")
+            )),
         );
-        resp.push(HeaderName::ContentLength, "0");
+        resp.push(
+            HeaderName::ContentLength,
+            switchboard_sip::ByteString::from_static("0"),
+        );
         resp
+    }
+
+    /// The `Date` header value for now.
+    pub fn date(&self) -> switchboard_sip::ByteString {
+        self.date.get()
     }
 
     fn stateless_tag(&self, req: &Message) -> String {
@@ -94,15 +156,11 @@ impl SipCore {
         format!("{:016x}", h.finish())
     }
 
-    /// Sends `msg` over `flow`.
+    /// Sends `msg` over `flow` now (outside a batch).
     pub fn reply(&self, flow: &Flow, msg: &Message) {
-        self.send(flow, msg.to_bytes());
-    }
-
-    pub fn send(&self, flow: &Flow, data: Bytes) {
-        if self.transports.send(flow, data) {
-            metrics::counter!("switchboard_sip_messages_sent_total", "transport" => flow.transport.as_str()).increment(1);
-        }
+        let mut out = transport::Outbox::default();
+        out.push(flow, msg);
+        self.transports.send_all(&mut out, &self.metrics);
     }
 
     /// Records `nc` for `nonce` and refuses a replay; `request_tag` tells a
@@ -152,8 +210,7 @@ impl SipServer {
         for l in &sip.listen {
             match l.transport {
                 SipTransport::Udp => {
-                    let socket = UdpSocket::bind(l.addr)
-                        .await
+                    let socket = udp::bind(l.addr)
                         .with_context(|| format!("cannot listen on {l} (sip.listen)"))?;
                     let bound = socket.local_addr()?;
                     listeners.push(SipListen {
@@ -218,6 +275,8 @@ impl SipServer {
             },
             node: node_name(),
             tag_key: rand::random(),
+            metrics: SipMetrics::new(),
+            date: DateHeader::default(),
             app: app.clone(),
         });
 
@@ -225,7 +284,7 @@ impl SipServer {
         let mut tasks = Vec::new();
         for socket in udp {
             core.transports.add_udp(socket.clone())?;
-            tasks.push(tokio::spawn(transport::run_udp(
+            tasks.push(tokio::spawn(udp::run(
                 core.clone(),
                 socket,
                 stopped.clone(),

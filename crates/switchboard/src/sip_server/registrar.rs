@@ -15,10 +15,13 @@ use switchboard_sip::digest::{self, Algorithm, DigestFailure, NonceCheck};
 use switchboard_sip::header::{Contacts, DigestChallenge, DigestCredentials, HeaderName, NameAddr};
 use switchboard_sip::{Message, Uri};
 
+use tokio::sync::mpsc;
+
 use super::SipCore;
+use super::credentials::SipCredential;
 use super::location::{Binding, event_data};
 use super::persist::{PersistJob, Reply};
-use super::transport::Flow;
+use super::transport::{Flow, Outbox};
 use crate::features::events::EventType;
 use crate::features::registered_phones::mac;
 use crate::store::registered_phones::Sighting;
@@ -27,21 +30,53 @@ use crate::time::Timestamp;
 /// Expiry granted when the phone asks for none.
 const DEFAULT_EXPIRES: u32 = 3600;
 
-pub async fn handle(core: &Arc<SipCore>, req: Message, flow: Flow, reply_flow: Flow) {
+/// Handles a REGISTER without waiting: the answer goes into `out`, or (bindings
+/// changed) to the batch writer, which sends it once the change is committed. An
+/// extension not in the credential cache is looked up on a task of its own, so a
+/// scan of unknown numbers never holds up the phones that are known.
+pub fn handle(core: &Arc<SipCore>, req: Message, flow: Flow, reply_flow: Flow, out: &mut Outbox) {
     let now = Timestamp::now();
-    match register(core, &req, &flow, now).await {
-        Outcome::Reply(resp) => core.reply(&reply_flow, &resp),
+    match register(core, &req, &flow, now, None) {
+        Outcome::Lookup(number) => {
+            let core = core.clone();
+            tokio::spawn(async move {
+                let secret = core.credentials.get(&number).await;
+                let outcome = register(&core, &req, &flow, Timestamp::now(), Some(secret));
+                let mut out = Outbox::default();
+                finish(&core, &req, outcome, reply_flow, &mut out);
+                core.transports.send_all(&mut out, &core.metrics);
+            });
+        }
+        outcome => finish(core, &req, outcome, reply_flow, out),
+    }
+}
+
+fn finish(core: &SipCore, req: &Message, outcome: Outcome, reply_flow: Flow, out: &mut Outbox) {
+    match outcome {
+        Outcome::Reply(resp) => out.push(&reply_flow, &resp),
+        Outcome::Lookup(_) => {
+            out.push(&reply_flow, &core.response(req, 500, Some("Credential lookup failed")));
+        }
         Outcome::Persist(mut job, resp) => {
             let failed = core
-                .response(&req, 500, Some("Registration could not be saved"))
+                .response(req, 500, Some("Registration could not be saved"))
                 .to_bytes();
             job.reply = Some(Reply {
-                flow: reply_flow,
+                flow: reply_flow.clone(),
                 ok: resp.to_bytes(),
                 failed,
             });
-            if core.persist.send(*job).await.is_err() {
-                tracing::warn!("registration writer stopped; REGISTER dropped");
+            match core.persist.try_send(*job) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // The database is behind by a whole queue: ask the phone to wait.
+                    let mut busy = core.response(req, 503, Some("Registrar overloaded"));
+                    busy.push(HeaderName::RetryAfter, "5");
+                    out.push(&reply_flow, &busy);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    tracing::warn!("registration writer stopped; REGISTER dropped");
+                }
             }
         }
     }
@@ -50,6 +85,8 @@ pub async fn handle(core: &Arc<SipCore>, req: Message, flow: Flow, reply_flow: F
 enum Outcome {
     /// Answer now (nothing to save).
     Reply(Message),
+    /// The extension's credentials must be read from the database first.
+    Lookup(String),
     /// Save, then answer.
     Persist(Box<PersistJob>, Message),
 }
@@ -92,7 +129,14 @@ fn request_tag(req: &Message) -> u64 {
     h.finish()
 }
 
-async fn register(core: &Arc<SipCore>, req: &Message, flow: &Flow, now: Timestamp) -> Outcome {
+/// `known`: the credentials when the caller already looked them up.
+fn register(
+    core: &SipCore,
+    req: &Message,
+    flow: &Flow,
+    now: Timestamp,
+    known: Option<Option<Arc<SipCredential>>>,
+) -> Outcome {
     // The address of record is the To URI: sip(s):<extension>@<anything>.
     let to = match req.to_addr() {
         Ok(t) => t,
@@ -134,7 +178,14 @@ async fn register(core: &Arc<SipCore>, req: &Message, flow: &Flow, now: Timestam
     if creds.username != number {
         return forbidden(core, req, "Credentials do not match the address of record");
     }
-    let Some(secret) = core.credentials.get(&number).await else {
+    let secret = match known {
+        Some(s) => s,
+        None => match core.credentials.cached(&number) {
+            Some(s) => s,
+            None => return Outcome::Lookup(number),
+        },
+    };
+    let Some(secret) = secret else {
         // Unknown and wrong password look the same, so numbers cannot be probed.
         return forbidden(core, req, "Authentication failed");
     };
@@ -273,22 +324,18 @@ fn apply(core: &SipCore, req: &Message, flow: &Flow, number: &str, now: Timestam
         }
     }
 
-    let current = core.location.lookup(number, now);
     let mut resp = core.response(req, 200, None);
-    for b in &current {
-        let remaining = (b.expires_at.millis() - now.millis()).max(0) / 1000;
-        resp.push(
-            HeaderName::Contact,
-            format!("<{}>;expires={remaining}", b.contact_uri),
-        );
-    }
-    resp.push(
-        HeaderName::Date,
-        chrono::Utc::now()
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string(),
-    );
-    metrics::counter!("switchboard_sip_registrations_total", "result" => "ok").increment(1);
+    core.location.read(number, |bindings| {
+        for b in bindings.iter().filter(|b| b.expires_at > now) {
+            let remaining = (b.expires_at.millis() - now.millis()).max(0) / 1000;
+            resp.push(
+                HeaderName::Contact,
+                format!("<{}>;expires={remaining}", b.contact_uri),
+            );
+        }
+    });
+    resp.push(HeaderName::Date, core.date());
+    core.metrics.registrations_ok.increment(1);
     Outcome::Persist(Box::new(job), resp)
 }
 

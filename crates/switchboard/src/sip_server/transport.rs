@@ -11,10 +11,11 @@ use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use switchboard_sip::{ErrorKind, Framed, parse_stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use switchboard_sip::Message;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
-use super::SipCore;
+use super::{SipCore, SipMetrics};
 use crate::config::SipTransport;
 
 /// How a message reached us, and so how to answer.
@@ -44,6 +45,20 @@ pub struct Transports {
     open: AtomicUsize,
 }
 
+/// Messages to send once the message (or batch of datagrams) at hand is handled.
+#[derive(Debug, Default)]
+pub struct Outbox(Vec<(Flow, Bytes)>);
+
+impl Outbox {
+    pub fn push(&mut self, flow: &Flow, msg: &Message) {
+        self.0.push((flow.clone(), msg.to_bytes()));
+    }
+
+    pub fn push_bytes(&mut self, flow: Flow, data: Bytes) {
+        self.0.push((flow, data));
+    }
+}
+
 /// Outbound messages queued per connection before the connection counts as stuck.
 const CONN_QUEUE: usize = 256;
 
@@ -62,13 +77,9 @@ impl Transports {
                 None => false,
             },
             None => {
-                // A flow restored after a restart has no listener: any UDP socket will do.
-                let socket = self
-                    .udp
-                    .get(&flow.local)
-                    .map(|s| s.clone())
-                    .or_else(|| self.udp.iter().next().map(|e| e.value().clone()));
-                let Some(socket) = socket else { return false };
+                let Some(socket) = self.udp_socket(flow.local) else {
+                    return false;
+                };
                 match socket.try_send_to(&data, flow.remote) {
                     Ok(_) => true,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -87,35 +98,64 @@ impl Transports {
         }
     }
 
+    /// Sends everything in `out` (and empties it): UDP in batches per socket, stream
+    /// messages to their connections.
+    pub fn send_all(&self, out: &mut Outbox, metrics: &SipMetrics) {
+        if out.0.is_empty() {
+            return;
+        }
+        let mut udp: Vec<(SocketAddr, Vec<(SocketAddr, Bytes)>)> = Vec::new();
+        for (flow, data) in out.0.drain(..) {
+            if flow.conn.is_some() {
+                if self.send(&flow, data) {
+                    metrics::counter!("switchboard_sip_messages_sent_total", "transport" => flow.transport.as_str()).increment(1);
+                }
+                continue;
+            }
+            match udp.iter_mut().find(|(local, _)| *local == flow.local) {
+                Some((_, items)) => items.push((flow.remote, data)),
+                None => udp.push((flow.local, vec![(flow.remote, data)])),
+            }
+        }
+        for (local, items) in udp {
+            let Some(socket) = self.udp_socket(local) else {
+                continue;
+            };
+            let sent = match super::udp::send_batch(&socket, &items) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "UDP send failed");
+                    0
+                }
+            };
+            metrics.udp_sent.increment(sent as u64);
+            if sent < items.len() {
+                // The socket buffer is full: the rest waits for room, in order.
+                let rest = items[sent..].to_vec();
+                let udp_sent = metrics.udp_sent.clone();
+                tokio::spawn(async move {
+                    for (to, data) in rest {
+                        if socket.send_to(&data, to).await.is_ok() {
+                            udp_sent.increment(1);
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// The socket of listener `local`; for a flow restored after a restart (no known
+    /// listener) any UDP socket.
+    fn udp_socket(&self, local: SocketAddr) -> Option<Arc<UdpSocket>> {
+        self.udp
+            .get(&local)
+            .map(|s| s.clone())
+            .or_else(|| self.udp.iter().next().map(|e| e.value().clone()))
+    }
+
     /// Live TCP/TLS connections.
     pub fn connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
-    }
-}
-
-/// Receives datagrams until `stop`.
-pub async fn run_udp(core: Arc<SipCore>, socket: Arc<UdpSocket>, mut stop: watch::Receiver<bool>) {
-    let local = match socket.local_addr() {
-        Ok(a) => a,
-        Err(_) => return,
-    };
-    // One datagram is at most 64 KiB; the buffer is reused, each message copied out
-    // once into its own `Bytes` (which the parsed headers then share).
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        tokio::select! {
-            res = socket.recv_from(&mut buf) => match res {
-                Ok((n, remote)) => {
-                    let flow = Flow { transport: SipTransport::Udp, local, remote, conn: None };
-                    super::ingress::handle(&core, Bytes::copy_from_slice(&buf[..n]), flow).await;
-                }
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here on some systems.
-                    tracing::debug!(error = %e, "UDP receive error");
-                }
-            },
-            _ = stop.changed() => return,
-        }
     }
 }
 
@@ -226,7 +266,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     match parse_stream(&pending) {
                         Ok(Framed::Message(msg, used)) => {
                             pending = pending.slice(used..);
-                            super::ingress::handle_parsed(core, *msg, flow.clone()).await;
+                            let mut out = Outbox::default();
+                            super::ingress::handle_parsed(core, *msg, flow.clone(), &mut out);
+                            core.transports.send_all(&mut out, &core.metrics);
                         }
                         Ok(Framed::KeepAlive(used)) => {
                             // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF.

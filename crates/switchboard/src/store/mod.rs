@@ -142,6 +142,34 @@ fn sqlite_url(rest: &str) -> Result<String> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
+/// `(…),(…)` placeholders for a multi-row statement of `rows` × `columns` values.
+/// SQLite looks a numbered parameter's name up by a linear scan, once per bound
+/// value, so `$N` would make a statement of thousands of values quadratic; its
+/// anonymous `?` are bound by position. PostgreSQL only knows `$N`.
+pub fn row_placeholders(conn: &Conn, rows: usize, columns: usize) -> String {
+    let numbered = conn.backend_name() != <sqlx::Sqlite as sqlx::Database>::NAME;
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push(',');
+            }
+            if numbered {
+                sql.push('$');
+                sql.push_str(&(i * columns + c + 1).to_string());
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Reads a boolean column whatever the backend stored it as.
 pub fn flag(row: &AnyRow, column: &str) -> Result<bool> {
     match row.try_get::<bool, _>(column) {

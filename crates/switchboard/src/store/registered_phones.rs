@@ -1,6 +1,8 @@
 //! Table `registered_phones` (seed 004): the devices seen registering, per extension,
 //! identified by MAC when known, else by IP address.
 
+use std::collections::HashMap;
+
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
@@ -33,32 +35,49 @@ pub struct PhoneRow {
     pub registered_now: bool,
 }
 
-/// Records a sighting: inserts the device or updates its address, contact, agent and
-/// last registration (never a duplicate row).
-pub async fn record(conn: &mut Conn, s: &Sighting) -> Result<()> {
-    let target = if s.mac_address.is_some() {
-        "(extension_number, mac_address) WHERE mac_address IS NOT NULL"
-    } else {
-        "(extension_number, ip_address) WHERE mac_address IS NULL"
-    };
-    let sql = format!(
-        "INSERT INTO registered_phones (mac_address, extension_number, user_agent, ip_address, \
-         first_registered, last_registered, contact_uri) VALUES ($1, $2, $3, $4, $5, $5, $6) \
-         ON CONFLICT {target} DO UPDATE SET user_agent = excluded.user_agent, \
-         ip_address = excluded.ip_address, last_registered = excluded.last_registered, \
-         contact_uri = excluded.contact_uri"
-    );
-    // One of two fixed statements.
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&s.mac_address)
-        .bind(&s.extension)
-        .bind(&s.user_agent)
-        .bind(&s.ip_address)
-        .bind(s.at.millis())
-        .bind(&s.contact_uri)
-        .execute(conn)
-        .await
-        .map(|_| ())
+/// Rows per statement, well under both databases' bound-parameter limits.
+const RECORD_CHUNK: usize = 200;
+
+/// Records sightings: inserts each device or updates its address, contact, agent and
+/// last registration (never a duplicate row). Several sightings of one device keep
+/// the last.
+pub async fn record_many(conn: &mut Conn, sightings: &[Sighting]) -> Result<()> {
+    let mut last: HashMap<(&str, &str, bool), &Sighting> = HashMap::new();
+    for s in sightings {
+        let id = s.mac_address.as_deref().unwrap_or(&s.ip_address);
+        last.insert((&s.extension, id, s.mac_address.is_some()), s);
+    }
+    let (by_mac, by_ip): (Vec<&Sighting>, Vec<&Sighting>) =
+        last.into_values().partition(|s| s.mac_address.is_some());
+    for (group, target) in [
+        (by_mac, "(extension_number, mac_address) WHERE mac_address IS NOT NULL"),
+        (by_ip, "(extension_number, ip_address) WHERE mac_address IS NULL"),
+    ] {
+        for chunk in group.chunks(RECORD_CHUNK) {
+            let sql = format!(
+                "INSERT INTO registered_phones (mac_address, extension_number, user_agent, ip_address, \
+                 first_registered, last_registered, contact_uri) VALUES {} \
+                 ON CONFLICT {target} DO UPDATE SET user_agent = excluded.user_agent, \
+                 ip_address = excluded.ip_address, last_registered = excluded.last_registered, \
+                 contact_uri = excluded.contact_uri",
+                super::row_placeholders(conn, chunk.len(), 7)
+            );
+            // Fixed fragments and placeholders only.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for s in chunk {
+                q = q
+                    .bind(&s.mac_address)
+                    .bind(&s.extension)
+                    .bind(&s.user_agent)
+                    .bind(&s.ip_address)
+                    .bind(s.at.millis())
+                    .bind(s.at.millis())
+                    .bind(&s.contact_uri);
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
 }
 
 /// What to list.

@@ -68,26 +68,12 @@ const UPSERT_CHUNK: usize = 200;
 /// binding is kept).
 pub async fn upsert_many(conn: &mut Conn, rows: &[BindingRow]) -> Result<()> {
     for chunk in rows.chunks(UPSERT_CHUNK) {
-        let mut sql = String::with_capacity(256 + chunk.len() * 96);
-        sql.push_str(concat!(
+        let mut sql = String::from(concat!(
             "INSERT INTO registrations (",
             columns!(),
             ") VALUES "
         ));
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            for c in 0..COLUMN_COUNT {
-                if c > 0 {
-                    sql.push(',');
-                }
-                sql.push('$');
-                sql.push_str(&(i * COLUMN_COUNT + c + 1).to_string());
-            }
-            sql.push(')');
-        }
+        sql.push_str(&super::row_placeholders(conn, chunk.len(), COLUMN_COUNT));
         sql.push_str(
             " ON CONFLICT (extension, binding_key) DO UPDATE SET contact_uri = excluded.contact_uri, \
              instance_id = excluded.instance_id, reg_id = excluded.reg_id, q = excluded.q, \
