@@ -147,6 +147,25 @@ def group_cpu_seconds(pgid: int) -> float:
     return ticks / CLK_TCK
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of `pid`, summed by thread name (tokio workers,
+    the SQLite worker, ...), to see where a target spends its time."""
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            data = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = data[data.index("(") + 1:data.rindex(")")]
+        rest = data[data.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(rest[11]) + int(rest[12])) / CLK_TCK
+    return out
+
+
 def rss_bytes(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -650,6 +669,7 @@ def run_sipp_step(args, target: Target, inj: list[Path], total_rate: float, call
     duration = calls_total / total_rate
     # Collect everything before the load starts.
     cpu0 = target.cpu_seconds()
+    threads0 = thread_cpu_seconds(target.proc.pid)
     m0 = machine_cpu()
     all0 = all_cpu_ticks()
     udp0 = udp_counters()
@@ -708,6 +728,7 @@ def run_sipp_step(args, target: Target, inj: list[Path], total_rate: float, call
                 kill_group(p, grace=2)
     wall = time.monotonic() - t0
     cpu1 = target.cpu_seconds()
+    threads1 = thread_cpu_seconds(target.proc.pid)
     m1 = machine_cpu()
     udp1 = udp_counters()
     others = other_cpu_seconds(all0, all_cpu_ticks(),
@@ -750,6 +771,10 @@ def run_sipp_step(args, target: Target, inj: list[Path], total_rate: float, call
         "target_cpu_us_per_reg": round(1e6 * target_cpu / succ, 1) if succ else None,
         "target_cpu_s_per_10k": round(1e4 * target_cpu / succ, 3) if succ else None,
         "target_cores_used": round(target_cpu / wall, 2),
+        # The target's main process by thread name (Kamailio's workers are processes
+        # of their own, so there it is only the main one).
+        "target_thread_cores": {k: round((threads1.get(k, 0) - v) / wall, 3)
+                                for k, v in threads0.items() if threads1.get(k, 0) - v > 0},
         "sipp_cpu_seconds": round(sipp_cpu, 3),
         "sipp_cpu_us_per_reg": round(1e6 * sipp_cpu / succ, 1) if succ else None,
         "sipp_cores_used": round(sipp_cpu / wall, 2),
@@ -802,6 +827,10 @@ def fmt_step(s: dict) -> str:
             f"others {s['other_cores_used']:.2f} cores  udp drops {s['udp_rcvbuf_errors']}")
     if s["fail_reasons"]:
         line += "  <- " + "; ".join(s["fail_reasons"])
+    threads = s.get("target_thread_cores") or {}
+    if len(threads) > 1:
+        line += "\n         threads: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v >= 0.01)
     return line
 
 

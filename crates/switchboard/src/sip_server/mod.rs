@@ -45,6 +45,8 @@ pub struct SipCore {
     pub nonce_lifetime: u64,
     /// Digest algorithms offered, in order; only these are accepted.
     pub digest_algorithms: Vec<Algorithm>,
+    /// The `WWW-Authenticate` headers of a 401, per algorithm and staleness.
+    pub challenges: Vec<registrar::ChallengeTemplate>,
     pub nonces: NonceMint,
     /// Nonce counts, sharded by nonce so registrations do not queue on one lock.
     nonce_counts: Vec<std::sync::Mutex<NonceCounts>>,
@@ -245,21 +247,23 @@ impl SipServer {
         let (persist_tx, persist_rx) = mpsc::channel(persist::QUEUE);
         let mut key = [0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut key);
+        let digest_algorithms: Vec<Algorithm> = sip
+            .digest_algorithms
+            .iter()
+            .map(|a| match a {
+                DigestAlgorithm::Md5 => Algorithm::Md5,
+                DigestAlgorithm::Sha256 => Algorithm::Sha256,
+            })
+            // FIPS 140 does not approve MD5.
+            .filter(|a| !(config.security.fips_mode && *a == Algorithm::Md5))
+            .collect();
         let core = Arc::new(SipCore {
+            challenges: registrar::ChallengeTemplate::all(&sip.realm, &digest_algorithms),
+            digest_algorithms,
             realm: sip.realm.clone(),
             min_expires: sip.min_expires,
             max_expires: sip.max_expires,
             nonce_lifetime: u64::from(sip.nonce_lifetime),
-            digest_algorithms: sip
-                .digest_algorithms
-                .iter()
-                .map(|a| match a {
-                    DigestAlgorithm::Md5 => Algorithm::Md5,
-                    DigestAlgorithm::Sha256 => Algorithm::Sha256,
-                })
-                // FIPS 140 does not approve MD5.
-                .filter(|a| !(config.security.fips_mode && *a == Algorithm::Md5))
-                .collect(),
             nonces: NonceMint::new(key),
             nonce_counts: (0..NONCE_SHARDS)
                 .map(|_| std::sync::Mutex::new(NonceCounts::new(200_000 / NONCE_SHARDS)))

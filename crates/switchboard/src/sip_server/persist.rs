@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use switchboard_sip::Message;
 use tokio::sync::{mpsc, watch};
 
 use super::SipCore;
@@ -24,7 +24,7 @@ const BATCH: usize = 4096;
 /// Under load, commits start at most this often, so each carries many jobs (one
 /// fsync and a few statements for hundreds of REGISTERs); an idle registrar
 /// commits at once. The price is at most this much added latency.
-const COMMIT_INTERVAL: Duration = Duration::from_millis(5);
+const COMMIT_INTERVAL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Default)]
 pub struct PersistJob {
@@ -42,8 +42,8 @@ pub struct PersistJob {
 #[derive(Debug)]
 pub struct Reply {
     pub flow: Flow,
-    pub ok: Bytes,
-    pub failed: Bytes,
+    /// The answer once committed; a 500 made from its headers if the commit fails.
+    pub ok: Message,
 }
 
 /// Commits queued jobs until `stop`; what is queued then is still committed.
@@ -97,12 +97,12 @@ async fn write_batch(core: &SipCore, batch: &mut Vec<PersistJob>) {
     let mut out = Outbox::default();
     for job in batch.drain(..) {
         if let Some(reply) = job.reply {
-            let data = if result.is_ok() {
-                reply.ok
+            if result.is_ok() {
+                out.push(&reply.flow, &reply.ok);
             } else {
-                reply.failed
-            };
-            out.push_bytes(reply.flow, data);
+                let failed = core.response(&reply.ok, 500, Some("Registration could not be saved"));
+                out.push(&reply.flow, &failed);
+            }
         }
     }
     core.transports.send_all(&mut out, &core.metrics);

@@ -58,13 +58,9 @@ fn finish(core: &SipCore, req: &Message, outcome: Outcome, reply_flow: Flow, out
             out.push(&reply_flow, &core.response(req, 500, Some("Credential lookup failed")));
         }
         Outcome::Persist(mut job, resp) => {
-            let failed = core
-                .response(req, 500, Some("Registration could not be saved"))
-                .to_bytes();
             job.reply = Some(Reply {
                 flow: reply_flow.clone(),
-                ok: resp.to_bytes(),
-                failed,
+                ok: resp,
             });
             match core.persist.try_send(*job) {
                 Ok(()) => {}
@@ -95,18 +91,50 @@ fn challenge(core: &SipCore, req: &Message, source: IpAddr, stale: bool) -> Mess
     let mut resp = core.response(req, 401, None);
     let nonce = core.nonces.issue(now_secs(), source, rand::random());
     // RFC 8760: in order of preference (sip.digest_algorithms).
-    for &algorithm in &core.digest_algorithms {
-        let c = DigestChallenge {
-            realm: core.realm.clone(),
-            nonce: nonce.clone(),
-            opaque: None,
-            stale,
-            algorithm: Some(algorithm.name().to_owned()),
-            qop: vec!["auth".into()],
-        };
-        resp.push(HeaderName::WwwAuthenticate, c.to_header().to_string());
+    for t in core.challenges.iter().filter(|t| t.stale == stale) {
+        let mut value = String::with_capacity(t.before.len() + nonce.len() + t.after.len());
+        value.push_str(&t.before);
+        value.push_str(&nonce);
+        value.push_str(&t.after);
+        resp.push(HeaderName::WwwAuthenticate, value);
     }
     resp
+}
+
+/// A `WWW-Authenticate` value rendered once with the nonce left out: the header of
+/// every 401 is then two copies and the nonce (which is base64url, never escaped).
+pub struct ChallengeTemplate {
+    stale: bool,
+    before: String,
+    after: String,
+}
+
+impl ChallengeTemplate {
+    pub fn all(realm: &str, algorithms: &[Algorithm]) -> Vec<Self> {
+        const HOLE: &str = "\u{1}";
+        let mut out = Vec::new();
+        for stale in [false, true] {
+            for &algorithm in algorithms {
+                let text = DigestChallenge {
+                    realm: realm.to_owned(),
+                    nonce: HOLE.into(),
+                    opaque: None,
+                    stale,
+                    algorithm: Some(algorithm.name().to_owned()),
+                    qop: vec!["auth".into()],
+                }
+                .to_header()
+                .to_string();
+                let (before, after) = text.split_once(HOLE).expect("the nonce is in the header");
+                out.push(Self {
+                    stale,
+                    before: before.to_owned(),
+                    after: after.to_owned(),
+                });
+            }
+        }
+        out
+    }
 }
 
 fn now_secs() -> u64 {
@@ -425,10 +453,13 @@ fn change_binding(
     Ok(())
 }
 
-/// When each device was last written to the inventory, and what was written.
+/// When each device was last written to the inventory, and a fingerprint of what
+/// was written, so that an unchanged device costs no allocation and no write.
 #[derive(Default)]
 pub struct InventoryMemo {
-    seen: DashMap<(String, String), (Sighting, Timestamp)>,
+    /// Hash of (extension, MAC or IP) → (hash of IP, contact, agent; when written).
+    seen: DashMap<u64, (u64, Timestamp)>,
+    key: std::hash::RandomState,
 }
 
 /// The inventory's `last_registered` is kept accurate to this (ms); unchanged devices
@@ -436,25 +467,23 @@ pub struct InventoryMemo {
 const INVENTORY_REFRESH_MS: i64 = 5_000;
 
 impl InventoryMemo {
-    /// Whether `s` must be written: new device, something changed, or stale.
+    /// Whether `s` must be written: new device, something changed, or stale. (A hash
+    /// collision between two devices only delays a refresh of `last_registered`.)
     pub fn due(&self, s: &Sighting) -> bool {
-        let key = (
-            s.extension.clone(),
-            s.mac_address
-                .clone()
-                .unwrap_or_else(|| s.ip_address.clone()),
-        );
-        let mut stale = true;
-        if let Some(prev) = self.seen.get(&key) {
-            let (p, written) = &*prev;
-            stale = p.ip_address != s.ip_address
-                || p.contact_uri != s.contact_uri
-                || p.user_agent != s.user_agent
-                || s.at.millis() - written.millis() >= INVENTORY_REFRESH_MS;
+        use std::hash::BuildHasher;
+        let device = self.key.hash_one((
+            &s.extension,
+            s.mac_address.as_deref().unwrap_or(&s.ip_address),
+        ));
+        let what = self
+            .key
+            .hash_one((&s.ip_address, &s.contact_uri, &s.user_agent));
+        let mut entry = self.seen.entry(device).or_insert((0, Timestamp(i64::MIN)));
+        let (prev, written) = *entry;
+        let due = prev != what || s.at.millis().saturating_sub(written.millis()) >= INVENTORY_REFRESH_MS;
+        if due {
+            *entry = (what, s.at);
         }
-        if stale {
-            self.seen.insert(key, (s.clone(), s.at));
-        }
-        stale
+        due
     }
 }
