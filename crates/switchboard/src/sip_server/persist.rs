@@ -130,14 +130,11 @@ async fn commit(core: &SipCore, batch: &[PersistJob]) -> Result<(), sqlx::Error>
         }
     }
     let mut tx = core.app.db.begin().await?;
-    let upserts: Vec<BindingRow> = last
+    let upserts: Vec<&BindingRow> = last
         .values()
-        .filter_map(|op| {
-            if let Op::Upsert(r) = op {
-                Some((*r).clone())
-            } else {
-                None
-            }
+        .filter_map(|op| match op {
+            Op::Upsert(r) => Some(*r),
+            _ => None,
         })
         .collect();
     registrations::upsert_many(&mut tx, &upserts).await?;

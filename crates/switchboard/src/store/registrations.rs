@@ -66,7 +66,7 @@ const UPSERT_CHUNK: usize = 200;
 
 /// Inserts or refreshes bindings, many per statement (`registered_at` of an existing
 /// binding is kept).
-pub async fn upsert_many(conn: &mut Conn, rows: &[BindingRow]) -> Result<()> {
+pub async fn upsert_many(conn: &mut Conn, rows: &[&BindingRow]) -> Result<()> {
     for chunk in rows.chunks(UPSERT_CHUNK) {
         let mut sql = String::from(concat!(
             "INSERT INTO registrations (",
