@@ -55,7 +55,10 @@ fn finish(core: &SipCore, req: &Message, outcome: Outcome, reply_flow: Flow, out
     match outcome {
         Outcome::Reply(resp) => out.push(&reply_flow, &resp),
         Outcome::Lookup(_) => {
-            out.push(&reply_flow, &core.response(req, 500, Some("Credential lookup failed")));
+            out.push(
+                &reply_flow,
+                &core.response(req, 500, Some("Credential lookup failed")),
+            );
         }
         Outcome::Persist(mut job, resp) => {
             job.reply = Some(Reply {
@@ -480,7 +483,8 @@ impl InventoryMemo {
             .hash_one((&s.ip_address, &s.contact_uri, &s.user_agent));
         let mut entry = self.seen.entry(device).or_insert((0, Timestamp(i64::MIN)));
         let (prev, written) = *entry;
-        let due = prev != what || s.at.millis().saturating_sub(written.millis()) >= INVENTORY_REFRESH_MS;
+        let due =
+            prev != what || s.at.millis().saturating_sub(written.millis()) >= INVENTORY_REFRESH_MS;
         if due {
             *entry = (what, s.at);
         }

@@ -141,7 +141,9 @@ pub async fn run(core: Arc<SipCore>, socket: Arc<UdpSocket>, mut stop: watch::Re
         }
         loop {
             got.clear();
-            match socket.try_io(Interest::READABLE, || recv_batch(&socket, &mut bufs, &mut got)) {
+            match socket.try_io(Interest::READABLE, || {
+                recv_batch(&socket, &mut bufs, &mut got)
+            }) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {

@@ -50,8 +50,14 @@ pub async fn record_many(conn: &mut Conn, sightings: &[Sighting]) -> Result<()> 
     let (by_mac, by_ip): (Vec<&Sighting>, Vec<&Sighting>) =
         last.into_values().partition(|s| s.mac_address.is_some());
     for (group, target) in [
-        (by_mac, "(extension_number, mac_address) WHERE mac_address IS NOT NULL"),
-        (by_ip, "(extension_number, ip_address) WHERE mac_address IS NULL"),
+        (
+            by_mac,
+            "(extension_number, mac_address) WHERE mac_address IS NOT NULL",
+        ),
+        (
+            by_ip,
+            "(extension_number, ip_address) WHERE mac_address IS NULL",
+        ),
     ] {
         for chunk in group.chunks(RECORD_CHUNK) {
             let sql = format!(
