@@ -352,6 +352,55 @@ async fn bindings_survive_a_restart_and_expire_by_themselves() {
 }
 
 #[tokio::test]
+async fn frequent_refreshes_are_answered_from_memory_and_lose_nothing() {
+    let db = TestDb::sqlite().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = test_config(&db, data_dir.path());
+    let server = TestServer::start_with(db, data_dir, config).await;
+    let admin = server.admin().await;
+    server.extension_with_secret(&admin, "2001", SECRET).await;
+    let mut phone = Phone::udp(server.sip_addr(SipTransport::Udp), "2001", SECRET).await;
+    let stored = || async {
+        registrations::for_extension(server.db().pool(), "2001", Timestamp::now())
+            .await
+            .unwrap()
+    };
+
+    assert_eq!(phone.register(3600).await.code(), Some(200));
+    let first = stored().await;
+    assert_eq!(first.len(), 1);
+    // A refresh a moment later moves the expiry by far less than a quarter of the
+    // interval: acknowledged, not rewritten.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let ok = phone.register(3600).await;
+    assert_eq!(ok.code(), Some(200), "{ok}");
+    assert_eq!(stored().await, first, "the row is not rewritten");
+    let sip = server.server.as_ref().unwrap().sip.clone();
+    let held = sip.core.location.lookup("2001", Timestamp::now());
+    assert!(
+        held[0].expires_at > first[0].expires_at,
+        "memory has the new expiry"
+    );
+
+    // A shorter interval is a change: written at once.
+    assert_eq!(phone.register(600).await.code(), Some(200));
+    let shorter = stored().await;
+    let left = (shorter[0].expires_at.millis() - Timestamp::now().millis()) / 1000;
+    assert!((595..=600).contains(&left), "{left}");
+    // So is a refresh from another address (the phone moved): a new binding key here,
+    // since the contact URI names the address.
+    let mut moved = Phone::udp(server.sip_addr(SipTransport::Udp), "2001", SECRET).await;
+    assert_eq!(moved.register(600).await.code(), Some(200));
+    assert_eq!(stored().await.len(), 2);
+
+    // After a restart the binding is there with at least the stored expiry.
+    let server = server.restart().await;
+    let sip = server.server.as_ref().unwrap().sip.clone();
+    assert_eq!(sip.core.location.lookup("2001", Timestamp::now()).len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn tcp_registration_and_the_flow_it_came_on() {
     let (server, _admin) = server_with_phone().await;
     let mut phone = Phone::tcp(server.sip_addr(SipTransport::Tcp), "2001", SECRET).await;

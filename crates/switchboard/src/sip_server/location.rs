@@ -36,6 +36,8 @@ pub struct Binding {
     pub user_agent: Option<String>,
     pub mac: Option<String>,
     pub registered_at: Timestamp,
+    /// The expiry the database holds (a frequent refresh may be ahead of it).
+    pub stored_expires_at: Timestamp,
 }
 
 impl Binding {
@@ -89,6 +91,7 @@ impl Binding {
             user_agent: r.user_agent.clone(),
             mac: r.mac_address.clone(),
             registered_at: r.registered_at,
+            stored_expires_at: r.expires_at,
         })
     }
 }

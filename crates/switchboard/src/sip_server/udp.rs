@@ -95,18 +95,18 @@ pub fn send_batch(socket: &UdpSocket, items: &[(SocketAddr, Bytes)]) -> io::Resu
             .iter()
             .map(|(a, _)| Some(SockaddrStorage::from(*a)))
             .collect();
-        let result = socket.try_io(Interest::WRITABLE, || {
-            sendmmsg(
-                socket.as_raw_fd(),
-                &mut headers,
-                slices.iter(),
-                &addrs,
-                [],
-                MsgFlags::MSG_DONTWAIT,
-            )
-            .map(|r| r.count())
-            .map_err(io::Error::from)
-        });
+        // Straight to the socket, not through tokio's readiness: a UDP socket is
+        // almost always writable, and tokio only learns that after a wait.
+        let result = sendmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            slices.iter(),
+            &addrs,
+            [],
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map(|r| r.count())
+        .map_err(io::Error::from);
         match result {
             Ok(n) => {
                 sent += n;
