@@ -286,13 +286,18 @@ impl SipServer {
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
+        // One reader per core on each UDP socket: whichever is free takes the next
+        // burst, so a storm is handled on every core.
+        let readers = std::thread::available_parallelism().map_or(1, |n| n.get());
         for socket in udp {
             core.transports.add_udp(socket.clone())?;
-            tasks.push(tokio::spawn(udp::run(
-                core.clone(),
-                socket,
-                stopped.clone(),
-            )));
+            for _ in 0..readers {
+                tasks.push(tokio::spawn(udp::run(
+                    core.clone(),
+                    socket.clone(),
+                    stopped.clone(),
+                )));
+            }
         }
         for (listener, acceptor) in tcp {
             tasks.push(tokio::spawn(transport::run_stream_listener(

@@ -463,6 +463,7 @@ fn change_binding(
         // Kept in memory only: see `refresh_only`.
         let b = &mut bindings[i];
         b.expires_at = binding.expires_at;
+        b.call_id = binding.call_id;
         b.cseq = cseq;
         return Ok(());
     }
@@ -486,13 +487,13 @@ fn change_binding(
 /// write: a phone refreshing that often (more than four times per interval) refreshes
 /// again long before the stored expiry, which is at least three quarters of an
 /// interval away, so a restart in between loses nothing it can notice. Phones that
-/// refresh at half the interval, as most do, are written every time.
+/// refresh at half the interval, as most do, are written every time. Call-ID and
+/// CSeq only order the REGISTERs of a running phone, so they need not be stored.
 fn refresh_only(old: &Binding, new: &Binding, expires: u32) -> bool {
     old.contact_uri == new.contact_uri
         && old.instance_id == new.instance_id
         && old.reg_id == new.reg_id
         && old.q == new.q
-        && old.call_id == new.call_id
         && old.flow == new.flow
         && old.user_agent == new.user_agent
         && old.mac == new.mac
