@@ -346,17 +346,21 @@ fn apply(core: &SipCore, req: &Message, flow: &Flow, number: &str, now: Timestam
     // The inventory: one sighting per REGISTER that binds something. It is a record of
     // what was seen, not state the phone relies on: it never delays the answer.
     if let Some((mac_address, contact_uri)) = seen {
-        let sighting = Sighting {
-            extension: number.to_owned(),
-            mac_address,
-            ip_address: flow.remote.ip().to_string(),
-            user_agent: user_agent.clone(),
-            contact_uri: Some(contact_uri),
-            at: now,
-        };
-        if core.inventory.due(&sighting) {
+        let ip = flow.remote.ip();
+        let device = mac_address.as_deref().map_or(Device::Ip(ip), Device::Mac);
+        if core
+            .inventory
+            .due(number, device, ip, &contact_uri, user_agent.as_deref(), now)
+        {
             let record = PersistJob {
-                sightings: vec![sighting],
+                sightings: vec![Sighting {
+                    extension: number.to_owned(),
+                    mac_address,
+                    ip_address: ip.to_string(),
+                    user_agent: user_agent.clone(),
+                    contact_uri: Some(contact_uri),
+                    at: now,
+                }],
                 ..PersistJob::default()
             };
             if core.persist.try_send(record).is_err() {
@@ -514,24 +518,36 @@ pub struct InventoryMemo {
 /// are not rewritten more often.
 const INVENTORY_REFRESH_MS: i64 = 5_000;
 
+/// How the inventory tells a device apart (spec 02): its MAC when known, else its IP.
+#[derive(Hash)]
+pub enum Device<'a> {
+    Mac(&'a str),
+    Ip(IpAddr),
+}
+
 impl InventoryMemo {
-    /// Whether `s` must be written: new device, something changed, or stale. (A hash
-    /// collision between two devices only delays a refresh of `last_registered`.)
-    pub fn due(&self, s: &Sighting) -> bool {
+    /// Whether a sighting of `device` must be written: new device, its address,
+    /// contact or agent changed, or the last write is stale. Nothing is allocated
+    /// when it need not be. (A hash collision between two devices only delays a
+    /// refresh of `last_registered`.)
+    pub fn due(
+        &self,
+        extension: &str,
+        device: Device<'_>,
+        ip: IpAddr,
+        contact_uri: &str,
+        user_agent: Option<&str>,
+        at: Timestamp,
+    ) -> bool {
         use std::hash::BuildHasher;
-        let device = self.key.hash_one((
-            &s.extension,
-            s.mac_address.as_deref().unwrap_or(&s.ip_address),
-        ));
-        let what = self
-            .key
-            .hash_one((&s.ip_address, &s.contact_uri, &s.user_agent));
-        let mut entry = self.seen.entry(device).or_insert((0, Timestamp(i64::MIN)));
+        let key = self.key.hash_one((extension, &device));
+        let what = self.key.hash_one((ip, contact_uri, user_agent));
+        let mut entry = self.seen.entry(key).or_insert((0, Timestamp(i64::MIN)));
         let (prev, written) = *entry;
         let due =
-            prev != what || s.at.millis().saturating_sub(written.millis()) >= INVENTORY_REFRESH_MS;
+            prev != what || at.millis().saturating_sub(written.millis()) >= INVENTORY_REFRESH_MS;
         if due {
-            *entry = (what, s.at);
+            *entry = (what, at);
         }
         due
     }

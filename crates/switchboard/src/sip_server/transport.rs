@@ -69,33 +69,11 @@ impl Transports {
         Ok(local)
     }
 
-    /// Sends `data` over `flow`; false when the flow is gone (connection closed).
-    pub fn send(&self, flow: &Flow, data: Bytes) -> bool {
-        match flow.conn {
-            Some(id) => match self.connections.get(&id) {
-                Some(tx) => tx.try_send(data).is_ok(),
-                None => false,
-            },
-            None => {
-                let Some(socket) = self.udp_socket(flow.local) else {
-                    return false;
-                };
-                match socket.try_send_to(&data, flow.remote) {
-                    Ok(_) => true,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        let remote = flow.remote;
-                        tokio::spawn(async move {
-                            let _ = socket.send_to(&data, remote).await;
-                        });
-                        true
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, to = %flow.remote, "UDP send failed");
-                        false
-                    }
-                }
-            }
-        }
+    /// Queues `data` on connection `id`; false when it is gone or stuck.
+    fn send_to_connection(&self, id: u64, data: Bytes) -> bool {
+        self.connections
+            .get(&id)
+            .is_some_and(|tx| tx.try_send(data).is_ok())
     }
 
     /// Sends everything in `out` (and empties it): UDP in batches per socket, stream
@@ -106,8 +84,8 @@ impl Transports {
         }
         let mut udp: Vec<(SocketAddr, Vec<(SocketAddr, Bytes)>)> = Vec::new();
         for (flow, data) in out.0.drain(..) {
-            if flow.conn.is_some() {
-                if self.send(&flow, data) {
+            if let Some(id) = flow.conn {
+                if self.send_to_connection(id, data) {
                     metrics::counter!("switchboard_sip_messages_sent_total", "transport" => flow.transport.as_str()).increment(1);
                 }
                 continue;
