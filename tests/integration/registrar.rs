@@ -1,6 +1,7 @@
 //! The registrar over real UDP and TCP sockets: digest challenges, bindings in the
 //! database, events, the inventory, and the checks every request meets.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -67,7 +68,7 @@ async fn register_with_digest_on_both_databases() {
 
         let ok = phone.register(600).await;
         assert_eq!(ok.code(), Some(200), "{ok}");
-        let Some(Contacts::List(bound)) = ok.contacts().unwrap() else {
+        let Some(Contacts::List(bound)) = ok.contacts().unwrap().map(Cow::into_owned) else {
             panic!("{ok}")
         };
         assert_eq!(bound.len(), 1);
@@ -244,7 +245,7 @@ async fn expiry_rules_several_contacts_and_instances() {
 
     let long = phone.register(999_999).await;
     assert_eq!(long.code(), Some(200));
-    let Some(Contacts::List(c)) = long.contacts().unwrap() else {
+    let Some(Contacts::List(c)) = long.contacts().unwrap().map(Cow::into_owned) else {
         panic!()
     };
     assert_eq!(
@@ -256,7 +257,7 @@ async fn expiry_rules_several_contacts_and_instances() {
     let a = "<sip:2001@192.0.2.10:5060>;expires=120".to_owned();
     let b = "<sip:2001@192.0.2.11:5060>".to_owned();
     let resp = phone.register_with(&[a, b], Some(300), "MD5").await;
-    let Some(Contacts::List(c)) = resp.contacts().unwrap() else {
+    let Some(Contacts::List(c)) = resp.contacts().unwrap().map(Cow::into_owned) else {
         panic!()
     };
     assert_eq!(c.len(), 3, "{resp}");
@@ -285,7 +286,7 @@ async fn expiry_rules_several_contacts_and_instances() {
         Some(200)
     );
     let resp = phone.register_with(&[moved], Some(600), "MD5").await;
-    let Some(Contacts::List(c)) = resp.contacts().unwrap() else {
+    let Some(Contacts::List(c)) = resp.contacts().unwrap().map(Cow::into_owned) else {
         panic!()
     };
     assert_eq!(c.len(), 1, "{resp}");

@@ -12,6 +12,7 @@ pub mod message;
 pub mod method;
 pub mod params;
 pub mod parse;
+mod parsed;
 pub mod sdp;
 pub mod text;
 pub mod transaction;

@@ -1,7 +1,9 @@
 //! A SIP message: start line, headers in order, body. Typed accessors parse the
 //! headers the PBX uses; the writer produces the wire form.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::fmt::Write as _;
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -14,6 +16,7 @@ use crate::header::{
     SubscriptionState, Via,
 };
 use crate::method::Method;
+use crate::parsed::{Parsed, ParsedHeaders, Typed};
 use crate::uri::Uri;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,8 @@ pub struct Message {
     pub start: StartLine,
     pub headers: Vec<Header>,
     pub body: Bytes,
+    /// Typed headers built by the parser's syntax check (see `parsed`).
+    pub(crate) parsed: Parsed,
 }
 
 /// The standard reason phrase of a status code.
@@ -94,6 +99,7 @@ impl Message {
             start: StartLine::Request { method, uri },
             headers: Vec::new(),
             body: Bytes::new(),
+            parsed: Parsed::default(),
         }
     }
 
@@ -105,6 +111,7 @@ impl Message {
             },
             headers: Vec::new(),
             body: Bytes::new(),
+            parsed: Parsed::default(),
         }
     }
 
@@ -247,24 +254,77 @@ impl Message {
         Ok(out)
     }
 
-    pub fn top_via(&self) -> Result<Via, ParseError> {
+    pub fn top_via(&self) -> Result<Cow<'_, Via>, ParseError> {
         let first = self
             .header(&HeaderName::Via)
             .ok_or_else(|| ParseError::malformed("missing Via header"))?;
+        if let Some(vias) = self.kept(|p| p.via.as_ref(), first) {
+            return vias
+                .first()
+                .map(Cow::Borrowed)
+                .ok_or_else(|| ParseError::malformed("empty Via header"));
+        }
         Via::parse_list(first)
             .map_err(|e| ParseError::in_header("Via", e))?
             .into_iter()
             .next()
+            .map(Cow::Owned)
             .ok_or_else(|| ParseError::malformed("empty Via header"))
     }
 
-    pub fn from_addr(&self) -> Result<NameAddr, ParseError> {
-        NameAddr::parse(self.required(&HeaderName::From)?)
+    /// Edits the top Via (a server adding `received` / `rport`) and rewrites its line.
+    pub fn edit_top_via<R>(&mut self, edit: impl FnOnce(&mut Via) -> R) -> Result<R, ParseError> {
+        let idx = self
+            .headers
+            .iter()
+            .position(|h| h.name == HeaderName::Via)
+            .ok_or_else(|| ParseError::malformed("missing Via header"))?;
+        let line = &self.headers[idx].value;
+        let mut vias = match self.kept(|p| p.via.as_ref(), line) {
+            Some(v) => v.clone(),
+            None => Via::parse_list(line).map_err(|e| ParseError::in_header("Via", e))?,
+        };
+        let top = vias
+            .first_mut()
+            .ok_or_else(|| ParseError::malformed("empty Via header"))?;
+        let result = edit(top);
+        let mut text = String::with_capacity(line.len() + 40);
+        for (i, v) in vias.iter().enumerate() {
+            let _ = write!(text, "{}{v}", if i == 0 { "" } else { ", " });
+        }
+        let value = ByteString::from(text);
+        self.parsed.make_mut().via = Some(Typed::new(&value, vias));
+        self.headers[idx].value = value;
+        Ok(result)
+    }
+
+    /// The kept typed value of a header, when `value` is still what it was parsed from.
+    fn kept<'a, T: 'a>(
+        &'a self,
+        pick: impl FnOnce(&'a ParsedHeaders) -> Option<&'a Typed<T>>,
+        value: &str,
+    ) -> Option<&'a T> {
+        self.parsed.get().and_then(pick).and_then(|t| t.of(value))
+    }
+
+    pub fn from_addr(&self) -> Result<Cow<'_, NameAddr>, ParseError> {
+        let v = self.required(&HeaderName::From)?;
+        if let Some(a) = self.kept(|p| p.from.as_ref(), v) {
+            return Ok(Cow::Borrowed(a));
+        }
+        NameAddr::parse(v)
+            .map(Cow::Owned)
             .map_err(|e| ParseError::in_header("From", e))
     }
 
-    pub fn to_addr(&self) -> Result<NameAddr, ParseError> {
-        NameAddr::parse(self.required(&HeaderName::To)?).map_err(|e| ParseError::in_header("To", e))
+    pub fn to_addr(&self) -> Result<Cow<'_, NameAddr>, ParseError> {
+        let v = self.required(&HeaderName::To)?;
+        if let Some(a) = self.kept(|p| p.to.as_ref(), v) {
+            return Ok(Cow::Borrowed(a));
+        }
+        NameAddr::parse(v)
+            .map(Cow::Owned)
+            .map_err(|e| ParseError::in_header("To", e))
     }
 
     pub fn call_id(&self) -> Result<&str, ParseError> {
@@ -274,17 +334,30 @@ impl Message {
     }
 
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
-        CSeq::parse(self.required(&HeaderName::CSeq)?).map_err(|e| ParseError::in_header("CSeq", e))
+        let v = self.required(&HeaderName::CSeq)?;
+        if let Some(c) = self.kept(|p| p.cseq.as_ref(), v) {
+            return Ok(c.clone());
+        }
+        CSeq::parse(v).map_err(|e| ParseError::in_header("CSeq", e))
     }
 
     /// Contact: absent, `*`, or the addresses of all Contact lines.
-    pub fn contacts(&self) -> Result<Option<Contacts>, ParseError> {
-        let values: Vec<&str> = self.header_values(&HeaderName::Contact).collect();
-        if values.is_empty() {
+    pub fn contacts(&self) -> Result<Option<Cow<'_, Contacts>>, ParseError> {
+        let mut values = self.header_values(&HeaderName::Contact);
+        let Some(first) = values.next() else {
             return Ok(None);
+        };
+        let rest: Vec<&str> = values.collect();
+        if rest.is_empty()
+            && let Some(c) = self.kept(|p| p.contact.as_ref(), first)
+        {
+            return Ok(Some(Cow::Borrowed(c)));
         }
-        Contacts::parse(&values)
-            .map(Some)
+        let mut all = Vec::with_capacity(1 + rest.len());
+        all.push(first);
+        all.extend(rest);
+        Contacts::parse(&all)
+            .map(|c| Some(Cow::Owned(c)))
             .map_err(|e| ParseError::in_header("Contact", e))
     }
 
@@ -335,9 +408,18 @@ impl Message {
     }
 
     /// Challenges or credentials of `name` (one per header line).
-    pub fn auth_headers(&self, name: &HeaderName) -> Result<Vec<AuthHeader>, ParseError> {
+    pub fn auth_headers(&self, name: &HeaderName) -> Result<Vec<Cow<'_, AuthHeader>>, ParseError> {
+        let kept: &[Typed<AuthHeader>] = match (name, self.parsed.get()) {
+            (HeaderName::Authorization, Some(p)) => &p.authorization,
+            _ => &[],
+        };
         self.header_values(name)
-            .map(|v| AuthHeader::parse(v).map_err(|e| ParseError::in_header(name.as_str(), e)))
+            .map(|v| match kept.iter().find_map(|t| t.of(v)) {
+                Some(a) => Ok(Cow::Borrowed(a)),
+                None => AuthHeader::parse(v)
+                    .map(Cow::Owned)
+                    .map_err(|e| ParseError::in_header(name.as_str(), e)),
+            })
             .collect()
     }
 
@@ -390,27 +472,48 @@ impl Message {
     /// request's method. Headers that appear more than once where only one is allowed
     /// are left to [`crate::validate`], which answers them with a 400.
     pub fn check_syntax(&self) -> Result<(), ParseError> {
+        self.typed_headers().map(drop)
+    }
+
+    /// [`Self::check_syntax`], keeping the typed headers it built for the accessors.
+    pub(crate) fn check_and_keep(&mut self) -> Result<(), ParseError> {
+        self.parsed = Parsed::new(self.typed_headers()?);
+        Ok(())
+    }
+
+    fn typed_headers(&self) -> Result<ParsedHeaders, ParseError> {
+        fn keep<T>(slot: &mut Option<Typed<T>>, h: &Header, r: Result<T, String>) -> Result<(), String> {
+            let value = r?;
+            if slot.is_none() {
+                *slot = Some(Typed::new(&h.value, value));
+            }
+            Ok(())
+        }
+        let mut kept = ParsedHeaders::default();
         for h in &self.headers {
             let v: &str = &h.value;
             let name = h.name.as_str();
             let res: Result<(), String> = match &h.name {
-                HeaderName::Via => Via::parse_list(v).map(drop),
-                HeaderName::From | HeaderName::To | HeaderName::ReferTo => {
-                    NameAddr::parse(v).map(drop)
-                }
+                HeaderName::Via => keep(&mut kept.via, h, Via::parse_list(v)),
+                HeaderName::From => keep(&mut kept.from, h, NameAddr::parse(v)),
+                HeaderName::To => keep(&mut kept.to, h, NameAddr::parse(v)),
+                HeaderName::ReferTo => NameAddr::parse(v).map(drop),
                 HeaderName::Route
                 | HeaderName::RecordRoute
                 | HeaderName::PAssertedIdentity
                 | HeaderName::Path => NameAddr::parse_list(v).map(drop),
-                HeaderName::Contact => Contacts::parse(&[v]).map(drop),
+                HeaderName::Contact => keep(&mut kept.contact, h, Contacts::parse(&[v])),
                 HeaderName::CallId => check_call_id(v),
-                HeaderName::CSeq => CSeq::parse(v).and_then(|c| match self.method() {
-                    Some(m) if *m != c.method => Err(format!(
-                        "CSeq method {} does not match the request method {m}",
-                        c.method
-                    )),
-                    _ => Ok(()),
-                }),
+                HeaderName::CSeq => {
+                    let checked = CSeq::parse(v).and_then(|c| match self.method() {
+                        Some(m) if *m != c.method => Err(format!(
+                            "CSeq method {} does not match the request method {m}",
+                            c.method
+                        )),
+                        _ => Ok(c),
+                    });
+                    keep(&mut kept.cseq, h, checked)
+                }
                 HeaderName::MaxForwards => parse_max_forwards(v).map(drop),
                 HeaderName::Expires | HeaderName::MinExpires => parse_delta_seconds(v).map(drop),
                 HeaderName::ContentLength => {
@@ -420,8 +523,10 @@ impl Message {
                 HeaderName::Date => misc::check_date(v),
                 HeaderName::RetryAfter => misc::check_retry_after(v).map(drop),
                 HeaderName::Warning => misc::check_warning(v),
-                HeaderName::Authorization
-                | HeaderName::ProxyAuthorization
+                HeaderName::Authorization => AuthHeader::parse(v).map(|a| {
+                    kept.authorization.push(Typed::new(&h.value, a));
+                }),
+                HeaderName::ProxyAuthorization
                 | HeaderName::WwwAuthenticate
                 | HeaderName::ProxyAuthenticate => AuthHeader::parse(v).map(drop),
                 HeaderName::Allow
@@ -436,7 +541,7 @@ impl Message {
             };
             res.map_err(|e| ParseError::in_header(name, e))?;
         }
-        Ok(())
+        Ok(kept)
     }
 
     /// The wire form.

@@ -49,7 +49,7 @@ pub fn parse_datagram(buf: Bytes) -> Result<Message, ParseError> {
         _ => available,
     };
     msg.body = buf.slice(body_start..body_start + body_len);
-    msg.check_syntax()?;
+    msg.check_and_keep()?;
     Ok(msg)
 }
 
@@ -105,7 +105,7 @@ pub fn parse_stream(buf: &Bytes) -> Result<Framed, ParseError> {
         return Ok(Framed::Incomplete);
     }
     msg.body = buf.slice(body_start..body_start + len);
-    msg.check_syntax()?;
+    msg.check_and_keep()?;
     Ok(Framed::Message(Box::new(msg), body_start + len))
 }
 
@@ -240,6 +240,7 @@ fn parse_head(
             start: start_line,
             headers,
             body: Bytes::new(),
+            parsed: Default::default(),
         },
         body_start,
     ))

@@ -101,7 +101,7 @@ impl TransactionKey {
                 sent_by: String::new(),
             },
         };
-        Ok((key, via))
+        Ok((key, via.into_owned()))
     }
 
     /// The key of the INVITE server transaction a received CANCEL targets (§9.2:

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::header::{HeaderName, NameAddr};
+use crate::header::HeaderName;
 use crate::message::Message;
 use crate::parse::parse_datagram;
 
@@ -40,7 +40,7 @@ pub fn request(method: &str, branch: &str, cseq: u32, to_tag: Option<&str>) -> M
 pub fn response(req: &Message, code: u16, to_tag: Option<&str>) -> Message {
     let mut resp = Message::response_to(req, code, None);
     if let Some(tag) = to_tag {
-        let mut to = resp.to_addr().expect("To");
+        let mut to = resp.to_addr().expect("To").into_owned();
         to.params.set("tag", Some(tag));
         resp.set(HeaderName::To, to.to_string());
     }
@@ -49,11 +49,7 @@ pub fn response(req: &Message, code: u16, to_tag: Option<&str>) -> Message {
 }
 
 pub fn tag_of(m: &Message) -> Option<String> {
-    m.to_addr()
-        .ok()
-        .as_ref()
-        .and_then(NameAddr::tag)
-        .map(str::to_owned)
+    m.to_addr().ok().and_then(|to| to.tag().map(str::to_owned))
 }
 
 pub fn ms(n: u64) -> Duration {

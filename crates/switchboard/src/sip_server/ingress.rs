@@ -6,9 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use switchboard_sip::header::{HeaderName, Via};
+use switchboard_sip::header::HeaderName;
 use switchboard_sip::message::reason_phrase;
-use switchboard_sip::uri::Host;
 use switchboard_sip::validate::{UasPolicy, validate_request};
 use switchboard_sip::{ErrorKind, Message, Method, parse_datagram};
 
@@ -99,32 +98,23 @@ fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox)
 /// where the response goes: the connection it came on, or for UDP the source address
 /// (with `rport`) or the source IP and the Via port.
 fn stamp_via(req: &mut Message, flow: &Flow) -> Option<Flow> {
-    let idx = req.headers.iter().position(|h| h.name == HeaderName::Via)?;
-    let mut vias = Via::parse_list(&req.headers[idx].value).ok()?;
-    let top = vias.first_mut()?;
     let src: IpAddr = flow.remote.ip();
+    let top = req.top_via().ok()?;
     let rport = top.wants_rport();
+    let mut port = top.port.unwrap_or(5060);
     if top.host.ip() != Some(src) || rport {
-        top.params.set(
-            "received",
-            Some(Host::from(src).to_string().trim_matches(['[', ']'])),
-        );
+        req.edit_top_via(|top| {
+            top.params.set("received", Some(&src.to_string()));
+            if rport {
+                top.params
+                    .set("rport", Some(&flow.remote.port().to_string()));
+            }
+        })
+        .ok()?;
     }
     if rport {
-        top.params
-            .set("rport", Some(&flow.remote.port().to_string()));
+        port = flow.remote.port();
     }
-    let value = vias
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let port = if rport {
-        flow.remote.port()
-    } else {
-        vias[0].port.unwrap_or(5060)
-    };
-    req.headers[idx].value = value.into();
     let mut reply = flow.clone();
     if !flow.is_reliable() {
         reply.remote = SocketAddr::new(src, port);

@@ -278,7 +278,7 @@ fn apply(core: &SipCore, req: &Message, flow: &Flow, number: &str, now: Timestam
         .user_agent()
         .map(|u| u.chars().take(255).collect::<String>());
 
-    let result = match contacts {
+    let result = match contacts.as_deref() {
         None => Ok(()),
         Some(Contacts::Star) => {
             if header_expires != Some(0) {
@@ -302,7 +302,7 @@ fn apply(core: &SipCore, req: &Message, flow: &Flow, number: &str, now: Timestam
         Some(Contacts::List(list)) => {
             // Check every contact before changing anything: one bad expiry refuses all.
             let mut wanted = Vec::with_capacity(list.len());
-            for c in &list {
+            for c in list {
                 let asked = c
                     .params
                     .get("expires")
