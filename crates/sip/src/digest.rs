@@ -41,10 +41,47 @@ impl Algorithm {
 
     /// Lowercase hex digest of `data`.
     pub fn hex(self, data: &[u8]) -> String {
-        match self {
-            Self::Md5 => hex::encode(Md5::digest(data)),
-            Self::Sha256 => hex::encode(Sha256::digest(data)),
+        self.hex_of(&[data]).as_str().to_owned()
+    }
+
+    /// Lowercase hex digest of the concatenation of `parts`, kept on the stack: the
+    /// registrar computes two per REGISTER.
+    fn hex_of(self, parts: &[&[u8]]) -> Hex {
+        fn run<D: Digest>(parts: &[&[u8]], out: &mut [u8]) {
+            let mut d = D::new();
+            for p in parts {
+                d.update(p);
+            }
+            hex::encode_to_slice(d.finalize(), out).expect("sized for the digest");
         }
+        let mut buf = [0u8; 64];
+        let len = match self {
+            Self::Md5 => {
+                run::<Md5>(parts, &mut buf[..32]);
+                32
+            }
+            Self::Sha256 => {
+                run::<Sha256>(parts, &mut buf);
+                64
+            }
+        };
+        Hex { buf, len }
+    }
+}
+
+/// A hex digest on the stack.
+struct Hex {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Hex {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).expect("hex is ASCII")
     }
 }
 
@@ -64,8 +101,32 @@ pub fn response(
     nc: &str,
     cnonce: &str,
 ) -> String {
-    let ha2 = algorithm.hex(format!("{method}:{uri}").as_bytes());
-    algorithm.hex(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}").as_bytes())
+    response_hex(algorithm, ha1, method, uri, nonce, nc, cnonce)
+        .as_str()
+        .to_owned()
+}
+
+fn response_hex(
+    algorithm: Algorithm,
+    ha1: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    nc: &str,
+    cnonce: &str,
+) -> Hex {
+    let ha2 = algorithm.hex_of(&[method.as_bytes(), b":", uri.as_bytes()]);
+    algorithm.hex_of(&[
+        ha1.as_bytes(),
+        b":",
+        nonce.as_bytes(),
+        b":",
+        nc.as_bytes(),
+        b":",
+        cnonce.as_bytes(),
+        b":auth:",
+        ha2.as_bytes(),
+    ])
 }
 
 /// Why credentials were not accepted.
@@ -94,12 +155,16 @@ pub fn verify(
     if !qop.eq_ignore_ascii_case("auth") {
         return Err(DigestFailure::Qop);
     }
-    let expected = response(algorithm, ha1, method, &creds.uri, &creds.nonce, nc, cnonce);
-    if bool::from(
-        expected
-            .as_bytes()
-            .ct_eq(creds.response.to_ascii_lowercase().as_bytes()),
-    ) {
+    let expected = response_hex(algorithm, ha1, method, &creds.uri, &creds.nonce, nc, cnonce);
+    // Hex digits in either case; lowercased on the stack, compared in constant time.
+    let given = creds.response.as_bytes();
+    let mut lower = [0u8; 64];
+    let same_length = given.len() == expected.len;
+    let n = given.len().min(lower.len());
+    for (l, g) in lower.iter_mut().zip(&given[..n]) {
+        *l = g.to_ascii_lowercase();
+    }
+    if same_length && bool::from(expected.as_bytes().ct_eq(&lower[..expected.len])) {
         Ok(algorithm)
     } else {
         Err(DigestFailure::Response)
@@ -345,6 +410,15 @@ mod tests {
         let creds = DigestCredentials::from_header(&AuthHeader::parse(&header).unwrap()).unwrap();
         assert_eq!(verify(&creds, &h1, "REGISTER"), Ok(Algorithm::Md5));
         assert_eq!(verify(&creds, &h1, "INVITE"), Err(DigestFailure::Response));
+        // Hex digits in either case; a prefix or an overlong response is wrong.
+        let mut upper = creds.clone();
+        upper.response = resp.to_ascii_uppercase();
+        assert_eq!(verify(&upper, &h1, "REGISTER"), Ok(Algorithm::Md5));
+        for bad in [&resp[..31], &format!("{resp}0"), &resp.repeat(3), ""] {
+            let mut c = creds.clone();
+            c.response = bad.to_owned();
+            assert_eq!(verify(&c, &h1, "REGISTER"), Err(DigestFailure::Response));
+        }
         let wrong = ha1(Algorithm::Md5, "1001", "switchboard", "other");
         assert_eq!(
             verify(&creds, &wrong, "REGISTER"),

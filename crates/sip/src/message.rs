@@ -482,7 +482,11 @@ impl Message {
     }
 
     fn typed_headers(&self) -> Result<ParsedHeaders, ParseError> {
-        fn keep<T>(slot: &mut Option<Typed<T>>, h: &Header, r: Result<T, String>) -> Result<(), String> {
+        fn keep<T>(
+            slot: &mut Option<Typed<T>>,
+            h: &Header,
+            r: Result<T, String>,
+        ) -> Result<(), String> {
             let value = r?;
             if slot.is_none() {
                 *slot = Some(Typed::new(&h.value, value));

@@ -147,46 +147,32 @@ fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-/// Parses the start line and headers in `buf[start..head_end]`.
+/// Parses the start line and headers in `buf[start..head_end]`, in one pass over the
+/// lines (memchr finds each line end; a folded header is joined as it is met).
 fn parse_head(
     buf: &Bytes,
     start: usize,
     head_end: usize,
     body_start: usize,
 ) -> Result<(Message, usize), ParseError> {
-    let head = &buf[start..head_end];
-    let mut lines = Vec::with_capacity(16);
-    let mut pos = 0;
-    while pos <= head.len() {
-        let end = head[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(head.len(), |o| pos + o);
-        let line_end = if end > pos && head[end - 1] == b'\r' {
-            end - 1
-        } else {
-            end
-        };
-        if head[pos..line_end].contains(&b'\r') {
-            return Err(ParseError::malformed("bare CR inside a line"));
-        }
-        lines.push((start + pos, start + line_end));
-        pos = end + 1;
-    }
-    let (first_start, first_end) = lines[0];
+    let mut lines = Lines {
+        buf,
+        pos: start,
+        end: head_end,
+    };
+    let (first_start, first_end) = lines.next_line()?.expect("a head has a first line");
     let start_line = parse_start_line(&buf[first_start..first_end])?;
 
-    let mut headers: Vec<Header> = Vec::with_capacity(lines.len());
-    let mut i = 1;
-    while i < lines.len() {
-        let (ls, le) = lines[i];
+    let mut headers: Vec<Header> = Vec::with_capacity(16);
+    let mut pending = lines.next_line()?;
+    while let Some((ls, le)) = pending {
         let line = &buf[ls..le];
         if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
             return Err(ParseError::malformed(
                 "a header line starts with whitespace and continues nothing",
             ));
         }
-        let colon = line.iter().position(|&b| b == b':').ok_or_else(|| {
+        let colon = memchr::memchr(b':', line).ok_or_else(|| {
             ParseError::malformed(format!(
                 "header line `{}` has no colon",
                 String::from_utf8_lossy(line)
@@ -200,31 +186,27 @@ fn parse_head(
             )));
         }
         // Continuation lines (folding) join the value with a single space.
-        let mut j = i + 1;
-        while j < lines.len()
-            && buf[lines[j].0..lines[j].1]
+        let (vs, ve) = trimmed(buf, ls + colon + 1, le);
+        let mut joined: Option<Vec<u8>> = None;
+        pending = lines.next_line()?;
+        while let Some((cs, ce)) = pending
+            && buf[cs..ce]
                 .first()
                 .is_some_and(|&b| b == b' ' || b == b'\t')
         {
-            j += 1;
-        }
-        let value = if j == i + 1 {
-            let (vs, ve) = trimmed(buf, ls + colon + 1, le);
-            text_value(buf.slice(vs..ve))
-        } else {
-            let mut joined = Vec::new();
-            let (vs, ve) = trimmed(buf, ls + colon + 1, le);
-            joined.extend_from_slice(&buf[vs..ve]);
-            for &(cs, ce) in &lines[i + 1..j] {
-                let (vs, ve) = trimmed(buf, cs, ce);
-                if vs < ve {
-                    if !joined.is_empty() {
-                        joined.push(b' ');
-                    }
-                    joined.extend_from_slice(&buf[vs..ve]);
+            let j = joined.get_or_insert_with(|| buf[vs..ve].to_vec());
+            let (cvs, cve) = trimmed(buf, cs, ce);
+            if cvs < cve {
+                if !j.is_empty() {
+                    j.push(b' ');
                 }
+                j.extend_from_slice(&buf[cvs..cve]);
             }
-            text_value(Bytes::from(joined))
+            pending = lines.next_line()?;
+        }
+        let value = match joined {
+            None => text_value(buf.slice(vs..ve)),
+            Some(j) => text_value(Bytes::from(j)),
         };
         let name = HeaderName::parse(std::str::from_utf8(name_bytes).unwrap_or_default());
         headers.push(Header { name, value });
@@ -233,7 +215,6 @@ fn parse_head(
                 "more than {MAX_HEADERS} header lines"
             )));
         }
-        i = j;
     }
     Ok((
         Message {
@@ -244,6 +225,35 @@ fn parse_head(
         },
         body_start,
     ))
+}
+
+/// The lines of a head (CRLF or bare LF), as absolute `(start, end)` without the
+/// line ending. A bare CR inside a line is an error.
+struct Lines<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl Lines<'_> {
+    fn next_line(&mut self) -> Result<Option<(usize, usize)>, ParseError> {
+        if self.pos > self.end {
+            return Ok(None);
+        }
+        let head = &self.buf[self.pos..self.end];
+        let nl = memchr::memchr(b'\n', head).map_or(self.end, |o| self.pos + o);
+        let line_end = if nl > self.pos && self.buf[nl - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
+        };
+        let line = (self.pos, line_end);
+        if memchr::memchr(b'\r', &self.buf[line.0..line.1]).is_some() {
+            return Err(ParseError::malformed("bare CR inside a line"));
+        }
+        self.pos = nl + 1;
+        Ok(Some(line))
+    }
 }
 
 fn trim_end_ws(s: &[u8]) -> &[u8] {

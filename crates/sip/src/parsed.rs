@@ -125,7 +125,11 @@ mod tests {
     #[test]
     fn an_edited_header_is_parsed_again_not_read_from_the_cache() {
         let mut m = parse_datagram(Bytes::from_static(REGISTER.as_bytes())).unwrap();
-        let to = m.headers.iter().position(|h| h.name == HeaderName::To).unwrap();
+        let to = m
+            .headers
+            .iter()
+            .position(|h| h.name == HeaderName::To)
+            .unwrap();
         m.headers[to].value = "<sip:2002@example.com>".into();
         let now = m.to_addr().unwrap();
         assert!(matches!(now, Cow::Owned(_)));

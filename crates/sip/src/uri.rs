@@ -21,7 +21,9 @@ impl Host {
                 .map(Host::V6)
                 .map_err(|_| format!("`{s}` is not an IPv6 reference"));
         }
-        if let Ok(v4) = s.parse::<Ipv4Addr>() {
+        if s.as_bytes().first().is_some_and(u8::is_ascii_digit)
+            && let Ok(v4) = s.parse::<Ipv4Addr>()
+        {
             return Ok(Host::V4(v4));
         }
         let valid = !s.is_empty()

@@ -235,7 +235,8 @@ fn specific_readings() {
         "the second request in the datagram is ignored"
     );
     let m = read("ESCNULL_V");
-    let switchboard_sip::header::Contacts::List(c) = m.contacts().unwrap().unwrap().into_owned() else {
+    let switchboard_sip::header::Contacts::List(c) = m.contacts().unwrap().unwrap().into_owned()
+    else {
         panic!()
     };
     assert_eq!(
@@ -250,7 +251,8 @@ fn specific_readings() {
     .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Version);
     let m = read("CPARAM01_V");
-    let switchboard_sip::header::Contacts::List(c) = m.contacts().unwrap().unwrap().into_owned() else {
+    let switchboard_sip::header::Contacts::List(c) = m.contacts().unwrap().unwrap().into_owned()
+    else {
         panic!()
     };
     assert!(
@@ -258,7 +260,8 @@ fn specific_readings() {
         "unbracketed: a contact parameter"
     );
     let m = read("REGESCRT_V");
-    let switchboard_sip::header::Contacts::List(c) = m.contacts().unwrap().unwrap().into_owned() else {
+    let switchboard_sip::header::Contacts::List(c) = m.contacts().unwrap().unwrap().into_owned()
+    else {
         panic!()
     };
     assert_eq!(c[0].uri.as_sip().unwrap().headers.len(), 1);

@@ -55,7 +55,8 @@ fn refused_cleanly() {
 #[test]
 fn read_right() {
     let m = parse(&format!("{HEAD}Contact: <sip:1001@[2001:db8::7]:5062;transport=tcp>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>\";reg-id=1\r\nContent-Length: 0\r\n\r\n")).unwrap();
-    let switchboard_sip::header::Contacts::List(c) = m.contacts().unwrap().unwrap().into_owned() else {
+    let switchboard_sip::header::Contacts::List(c) = m.contacts().unwrap().unwrap().into_owned()
+    else {
         panic!()
     };
     assert_eq!(

@@ -603,7 +603,10 @@ mod tests {
         let cancel = cancel_for(&inv).unwrap();
         assert_eq!(cancel.method(), Some(&Method::Cancel));
         assert_eq!(cancel.uri(), inv.uri());
-        assert_eq!(cancel.vias().unwrap(), vec![inv.top_via().unwrap().into_owned()]);
+        assert_eq!(
+            cancel.vias().unwrap(),
+            vec![inv.top_via().unwrap().into_owned()]
+        );
         assert_eq!(cancel.header(&HeaderName::To), inv.header(&HeaderName::To));
         assert_eq!(cancel.cseq().unwrap().to_string(), "1 CANCEL");
         assert_eq!(cancel.header_values(&HeaderName::Route).count(), 2);

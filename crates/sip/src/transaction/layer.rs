@@ -42,8 +42,9 @@ pub enum Incoming {
 
 #[derive(Debug)]
 enum Tx {
-    Client(ClientTransaction),
-    Server(ServerTransaction),
+    // Boxed: a transaction holds whole messages, and the map stores many.
+    Client(Box<ClientTransaction>),
+    Server(Box<ServerTransaction>),
 }
 
 impl Tx {
@@ -182,7 +183,7 @@ impl TransactionLayer {
             // `ServerTransaction::new` always delivers the request.
             return Err(TransactionError::NotARequest);
         };
-        self.insert(key.clone(), Tx::Server(tx));
+        self.insert(key.clone(), Tx::Server(Box::new(tx)));
         Ok(match request.method() {
             Some(Method::Cancel) => Incoming::Cancel {
                 key,
@@ -227,7 +228,7 @@ impl TransactionLayer {
             return Err(TransactionError::Duplicate);
         }
         let (tx, out) = ClientTransaction::new(request, reliable, self.config.timers, now)?;
-        self.insert(key.clone(), Tx::Client(tx));
+        self.insert(key.clone(), Tx::Client(Box::new(tx)));
         Ok((key, out))
     }
 

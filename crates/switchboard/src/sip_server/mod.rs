@@ -114,7 +114,11 @@ impl SipCore {
         {
             // Most To headers of out-of-dialog requests carry no parameter that could
             // be a tag: then the tag is appended without parsing the header.
-            let tagged = if !to.to_ascii_lowercase().contains("tag") {
+            let maybe_tag = to
+                .as_bytes()
+                .windows(3)
+                .any(|w| w.eq_ignore_ascii_case(b"tag"));
+            let tagged = if !maybe_tag {
                 Some(format!("{to};tag={}", self.stateless_tag(req)))
             } else {
                 switchboard_sip::header::NameAddr::parse(to)

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use switchboard_sip::digest::{self, Algorithm, DigestFailure, NonceCheck};
-use switchboard_sip::header::{Contacts, DigestChallenge, DigestCredentials, HeaderName, NameAddr};
+use switchboard_sip::header::{
+    Contacts, DigestChallenge, DigestCredentials, HeaderName, NameAddr, Via,
+};
 use switchboard_sip::{Message, Uri};
 
 use tokio::sync::mpsc;
@@ -153,7 +155,8 @@ fn request_tag(req: &Message) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     req.top_via()
         .ok()
-        .and_then(|v| v.branch().map(str::to_owned))
+        .as_deref()
+        .and_then(Via::branch)
         .hash(&mut h);
     req.header(&HeaderName::CallId).hash(&mut h);
     req.header(&HeaderName::CSeq).hash(&mut h);
