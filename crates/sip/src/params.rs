@@ -119,6 +119,7 @@ impl Params {
     }
 }
 
+#[inline]
 fn is_host_or_token_byte(b: u8) -> bool {
     is_token_byte(b) || matches!(b, b'[' | b']' | b':')
 }

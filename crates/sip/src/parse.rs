@@ -132,9 +132,7 @@ fn skip_keepalive(buf: &[u8]) -> usize {
 /// Finds the empty line: returns (end of the last header line, start of the body),
 /// both relative to `buf`. Lines end in CRLF or a bare LF.
 fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + off;
+    for nl in memchr::memchr_iter(b'\n', buf) {
         let next = nl + 1;
         if buf.get(next) == Some(&b'\n') {
             return Some((nl, next + 1));
@@ -142,7 +140,6 @@ fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
         if buf.get(next) == Some(&b'\r') && buf.get(next + 1) == Some(&b'\n') {
             return Some((nl, next + 2));
         }
-        i = next;
     }
     None
 }

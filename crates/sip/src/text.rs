@@ -3,20 +3,25 @@
 //! quoted-pairs, three kinds of parameters) is where general-purpose parser crates
 //! cost more than they give, and the scanner is the hot path of every message.
 
-/// `token` characters: alphanum and `-.!%*_+`'~`.
-pub fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
-}
+const TOKEN: u8 = 1;
+const WORD: u8 = 2;
 
-/// `word` characters (Call-ID): token plus `()<>:\"/[]?{}`.
-pub fn is_word_byte(b: u8) -> bool {
-    is_token_byte(b)
-        || matches!(
-            b,
+/// The class of every byte, so that a class test is one load: the scanner tests every
+/// byte of every header against one.
+static CLASSES: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let token = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        let word_only = matches!(
+            c,
             b'(' | b')'
                 | b'<'
                 | b'>'
@@ -29,7 +34,29 @@ pub fn is_word_byte(b: u8) -> bool {
                 | b'?'
                 | b'{'
                 | b'}'
-        )
+        );
+        t[b] = if token {
+            TOKEN | WORD
+        } else if word_only {
+            WORD
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+}
+
+/// `token` characters: alphanum and `-.!%*_+`'~`.
+#[inline]
+pub fn is_token_byte(b: u8) -> bool {
+    CLASSES[b as usize] & TOKEN != 0
+}
+
+/// `word` characters (Call-ID): token plus `()<>:\"/[]?{}`.
+#[inline]
+pub fn is_word_byte(b: u8) -> bool {
+    CLASSES[b as usize] & WORD != 0
 }
 
 pub fn is_token(s: &str) -> bool {
@@ -37,6 +64,7 @@ pub fn is_token(s: &str) -> bool {
 }
 
 /// Whitespace inside a header value (folding has already become a single space).
+#[inline]
 pub fn is_ws(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
@@ -97,6 +125,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The longest run of bytes satisfying `pred` (possibly empty).
+    #[inline]
     pub fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'a str {
         let start = self.pos;
         let bytes = self.s.as_bytes();
@@ -149,21 +178,36 @@ impl<'a> Scanner<'a> {
         let mut i = start;
         let mut in_quotes = false;
         let mut in_angle = false;
+        // Jumps (memchr) between the bytes that change the state: in quotes only `\`
+        // and `"` matter, inside `<…>` only `"` and `>`, elsewhere `"`, `<` and `stop`.
         while i < bytes.len() {
+            let rest = &bytes[i..];
+            let found = if in_quotes {
+                memchr::memchr2(b'\\', b'"', rest)
+            } else if in_angle {
+                memchr::memchr2(b'"', b'>', rest)
+            } else {
+                memchr::memchr3(b'"', b'<', stop, rest)
+            };
+            let Some(offset) = found else {
+                i = bytes.len();
+                break;
+            };
+            i += offset;
             let b = bytes[i];
             if in_quotes {
                 if b == b'\\' {
                     i += 1;
-                } else if b == b'"' {
+                } else {
                     in_quotes = false;
                 }
             } else if b == b'"' {
                 in_quotes = true;
+            } else if in_angle {
+                in_angle = false;
             } else if b == b'<' {
                 in_angle = true;
-            } else if b == b'>' {
-                in_angle = false;
-            } else if b == stop && !in_angle {
+            } else {
                 break;
             }
             i += 1;
@@ -192,6 +236,9 @@ pub fn split_commas(value: &str) -> Vec<&str> {
 
 /// Removes the backslash of each quoted-pair.
 pub fn unquote(raw: &str) -> String {
+    if !raw.contains('\\') {
+        return raw.to_owned();
+    }
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
     while let Some(c) = chars.next() {
@@ -226,6 +273,47 @@ pub fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-by-byte definition that `until_unquoted` jumps through.
+    fn until_unquoted_by_bytes(s: &str, stop: u8) -> &str {
+        let b = s.as_bytes();
+        let (mut i, mut quoted, mut angle) = (0, false, false);
+        while i < b.len() {
+            match b[i] {
+                b'\\' if quoted => i += 1,
+                b'"' => quoted = !quoted,
+                _ if quoted => {}
+                b'<' => angle = true,
+                b'>' => angle = false,
+                c if c == stop && !angle => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        &s[..i.min(b.len())]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn until_unquoted_stops_where_the_grammar_says(s in "[a,<>\"\\\\;) é]{0,24}") {
+            for stop in [b',', b')'] {
+                proptest::prop_assert_eq!(
+                    Scanner::new(&s).until_unquoted(stop),
+                    until_unquoted_by_bytes(&s, stop)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn byte_classes_follow_the_grammar() {
+        for b in 0..=255u8 {
+            let token = b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b);
+            assert_eq!(is_token_byte(b), token, "token {b}");
+            let word = token || b"()<>:\\\"/[]?{}".contains(&b);
+            assert_eq!(is_word_byte(b), word, "word {b}");
+        }
+    }
 
     #[test]
     fn quoted_strings_and_commas() {

@@ -432,6 +432,7 @@ impl fmt::Display for Uri {
     }
 }
 
+#[inline]
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
@@ -440,20 +441,24 @@ fn is_unreserved(b: u8) -> bool {
         )
 }
 
+#[inline]
 fn is_user_byte(b: u8) -> bool {
     is_unreserved(b)
         || b == b'%'
         || matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
 }
 
+#[inline]
 fn is_password_byte(b: u8) -> bool {
     is_unreserved(b) || b == b'%' || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
 }
 
+#[inline]
 fn is_param_byte(b: u8) -> bool {
     is_unreserved(b) || b == b'%' || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
 }
 
+#[inline]
 fn is_header_byte(b: u8) -> bool {
     is_unreserved(b) || b == b'%' || matches!(b, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
 }

@@ -24,7 +24,9 @@ impl AuthHeader {
         let mut params = Vec::new();
         let rest = sc.rest().trim_start();
         if !rest.is_empty() {
-            for part in split_commas(rest) {
+            let parts = split_commas(rest);
+            params.reserve_exact(parts.len());
+            for part in parts {
                 let mut ps = Scanner::new(part);
                 let name = ps
                     .token()
