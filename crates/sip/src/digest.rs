@@ -1,7 +1,8 @@
 //! HTTP digest authentication for SIP (RFC 2617, RFC 7616, RFC 8760): HA1, responses,
 //! stateless nonces and nonce-count replay tracking. Time is passed in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 
 use base64::Engine;
@@ -258,11 +259,20 @@ impl NonceMint {
 }
 
 /// The highest nonce count seen per nonce, so that a replayed (nonce, nc) pair is
-/// refused. Entries live as long as their nonce; the table is bounded.
+/// refused. Entries live as long as their nonce; the table is bounded, and when it is
+/// full of live nonces the oldest go first, in O(1): every registration brings a new
+/// nonce, so under a storm the table is always full.
+///
+/// Nonces are keyed by a keyed 64-bit hash (per table, random) rather than stored: a
+/// collision between two live nonces can only make the second look used, which costs
+/// that phone one more challenge, never accepts a replay.
 #[derive(Debug, Default)]
 pub struct NonceCounts {
-    /// nonce → (highest nc, tag of the request that used it, expiry).
-    seen: HashMap<String, (u32, u64, u64)>,
+    /// hash of the nonce → (highest nc, tag of the request that used it, expiry).
+    seen: HashMap<u64, (u32, u64, u64)>,
+    /// The keys in the order they arrived, with their expiry: the eviction queue.
+    order: VecDeque<(u64, u64)>,
+    hasher: RandomState,
     capacity: usize,
 }
 
@@ -270,7 +280,9 @@ impl NonceCounts {
     pub fn new(capacity: usize) -> Self {
         Self {
             seen: HashMap::new(),
-            capacity,
+            order: VecDeque::new(),
+            hasher: RandomState::new(),
+            capacity: capacity.max(1),
         }
     }
 
@@ -285,7 +297,8 @@ impl NonceCounts {
         now_secs: u64,
         expires_at: u64,
     ) -> bool {
-        if let Some((last, tag, _)) = self.seen.get_mut(nonce) {
+        let key = self.hasher.hash_one(nonce);
+        if let Some((last, tag, _)) = self.seen.get_mut(&key) {
             if nc < *last || (nc == *last && *tag != request_tag) {
                 return false;
             }
@@ -294,23 +307,25 @@ impl NonceCounts {
             return true;
         }
         if self.seen.len() >= self.capacity {
-            self.seen.retain(|_, (_, _, exp)| *exp > now_secs);
+            // Expired entries first; if the table is still full of live nonces, the
+            // oldest tenth goes (those phones get a fresh challenge at worst).
+            while let Some(&(k, exp)) = self.order.front()
+                && exp <= now_secs
+            {
+                self.order.pop_front();
+                self.seen.remove(&k);
+            }
             if self.seen.len() >= self.capacity {
-                // Still full of live nonces: refusing here would lock phones out, so the
-                // oldest entries go (those phones get a fresh challenge at worst).
-                let mut by_age: Vec<(u64, String)> = self
-                    .seen
-                    .iter()
-                    .map(|(k, (_, _, e))| (*e, k.clone()))
-                    .collect();
-                by_age.sort_unstable();
-                for (_, k) in by_age.into_iter().take(self.capacity / 10 + 1) {
+                for _ in 0..=self.capacity / 10 {
+                    let Some((k, _)) = self.order.pop_front() else {
+                        break;
+                    };
                     self.seen.remove(&k);
                 }
             }
         }
-        self.seen
-            .insert(nonce.to_owned(), (nc, request_tag, expires_at));
+        self.seen.insert(key, (nc, request_tag, expires_at));
+        self.order.push_back((key, expires_at));
         true
     }
 
@@ -483,5 +498,27 @@ mod tests {
             assert!(nc.accept(n, 1, 1, 50, 100));
         }
         assert!(nc.len() <= 3);
+        // The oldest went first: the newest is still remembered.
+        assert!(!nc.accept("e", 1, 2, 50, 100), "e is still known");
+    }
+
+    #[test]
+    fn a_full_table_drops_expired_nonces_before_live_ones() {
+        let mut nc = NonceCounts::new(4);
+        assert!(nc.accept("old", 1, 1, 0, 10));
+        for n in ["a", "b", "c"] {
+            assert!(nc.accept(n, 1, 1, 0, 1000));
+        }
+        // Full: "old" has expired at 20 and makes room; a, b, c stay.
+        assert!(nc.accept("d", 1, 1, 20, 1000));
+        assert_eq!(nc.len(), 4);
+        for n in ["a", "b", "c", "d"] {
+            assert!(!nc.accept(n, 1, 9, 20, 1000), "{n} is remembered");
+        }
+        // A storm of fresh nonces keeps the table bounded.
+        for i in 0..1000 {
+            assert!(nc.accept(&format!("n{i}"), 1, 1, 20, 1000));
+        }
+        assert!(nc.len() <= 4);
     }
 }
