@@ -77,13 +77,13 @@ pub fn validate_request(req: &Message, policy: &UasPolicy<'_>) -> Result<(), Rej
     if max_forwards == Some(0) {
         return Err(Rejection::new(483, "Too Many Hops"));
     }
-    let allow = policy
-        .methods
-        .iter()
-        .map(Method::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
     if !policy.methods.contains(method) {
+        let allow = policy
+            .methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
         let code = if KNOWN.contains(method) { 405 } else { 501 };
         return Err(Rejection::new(
             code,
@@ -115,7 +115,11 @@ pub fn validate_request(req: &Message, policy: &UasPolicy<'_>) -> Result<(), Rej
         }
     }
     if *method != Method::Ack && *method != Method::Cancel {
-        let required = req.tokens(&HeaderName::Require).map_err(bad)?;
+        let required = if req.header(&HeaderName::Require).is_some() {
+            req.tokens(&HeaderName::Require).map_err(bad)?
+        } else {
+            Vec::new()
+        };
         let unsupported: Vec<String> = required
             .into_iter()
             .filter(|r| !policy.supported.iter().any(|s| s.eq_ignore_ascii_case(r)))

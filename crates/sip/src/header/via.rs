@@ -137,7 +137,7 @@ fn split_sent_by(s: &str) -> Result<(Host, Option<u16>), String> {
             p.parse::<u16>()
                 .ok()
                 .filter(|_| p.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or(format!("`{p}` is not a port"))
+                .ok_or_else(|| format!("`{p}` is not a port"))
         })
         .transpose()?;
     Ok((Host::parse(host)?, port))

@@ -119,13 +119,14 @@ impl SipCore {
                 .windows(3)
                 .any(|w| w.eq_ignore_ascii_case(b"tag"));
             let tagged = if !maybe_tag {
-                Some(format!("{to};tag={}", self.stateless_tag(req)))
+                Some(format!("{to};tag={:016x}", self.stateless_tag(req)))
             } else {
                 switchboard_sip::header::NameAddr::parse(to)
                     .ok()
                     .filter(|addr| addr.tag().is_none())
                     .map(|mut addr| {
-                        addr.params.set("tag", Some(&self.stateless_tag(req)));
+                        let tag = format!("{:016x}", self.stateless_tag(req));
+                        addr.params.set("tag", Some(&tag));
                         addr.to_string()
                     })
             };
@@ -152,14 +153,15 @@ impl SipCore {
         self.date.get()
     }
 
-    fn stateless_tag(&self, req: &Message) -> String {
+    /// The To tag of a stateless response: the same for every retransmission.
+    fn stateless_tag(&self, req: &Message) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.tag_key.hash(&mut h);
         req.header(&HeaderName::CallId).hash(&mut h);
         req.header(&HeaderName::From).hash(&mut h);
         req.cseq().map(|c| c.seq).unwrap_or(0).hash(&mut h);
-        format!("{:016x}", h.finish())
+        h.finish()
     }
 
     /// Sends `msg` over `flow` now (outside a batch).

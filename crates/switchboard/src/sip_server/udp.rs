@@ -3,6 +3,7 @@
 //! Under load a REGISTER then costs a fraction of a system call each way instead of
 //! one; when idle the reader parks on the socket's readiness like any tokio task.
 
+use std::cell::RefCell;
 use std::io;
 use std::io::{IoSlice, IoSliceMut};
 use std::net::SocketAddr;
@@ -42,39 +43,67 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// What a reader keeps between system calls, so that a burst costs no allocation
+/// beyond the datagrams themselves.
+struct Receiver {
+    bufs: Vec<Vec<u8>>,
+    lengths: Vec<(usize, Option<SocketAddr>)>,
+}
+
+impl Receiver {
+    fn new() -> Self {
+        Self {
+            bufs: vec![vec![0u8; MAX_DATAGRAM]; BATCH],
+            lengths: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+thread_local! {
+    /// The `recvmmsg` and `sendmmsg` headers, reused by every call on this thread
+    /// (they hold raw pointers, so they cannot live in a task that moves threads).
+    static RECV_HEADERS: RefCell<MultiHeaders<SockaddrStorage>> =
+        RefCell::new(MultiHeaders::preallocate(BATCH, None));
+    static SEND_HEADERS: RefCell<MultiHeaders<SockaddrStorage>> =
+        RefCell::new(MultiHeaders::preallocate(BATCH, None));
+}
+
 /// Reads up to [`BATCH`] datagrams that are already queued (never blocks); each is
-/// copied out of `bufs` into its own `Bytes`, which the parsed message then shares.
+/// copied out of the receive buffers into its own `Bytes`, which the parsed message
+/// then shares.
 fn recv_batch(
     socket: &UdpSocket,
-    bufs: &mut [Vec<u8>],
+    rx: &mut Receiver,
     out: &mut Vec<(Bytes, SocketAddr)>,
 ) -> io::Result<usize> {
-    let mut lengths = Vec::with_capacity(BATCH);
-    {
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(bufs.len(), None);
-        let mut slices: Vec<[IoSliceMut<'_>; 1]> = bufs
-            .iter_mut()
-            .map(|b| [IoSliceMut::new(b.as_mut_slice())])
-            .collect();
+    rx.lengths.clear();
+    RECV_HEADERS.with_borrow_mut(|headers| {
+        let mut bufs = rx.bufs.iter_mut();
+        let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+            [IoSliceMut::new(
+                bufs.next().expect("BATCH buffers").as_mut_slice(),
+            )]
+        });
         let received = recvmmsg(
             socket.as_raw_fd(),
-            &mut headers,
+            headers,
             slices.iter_mut(),
             MsgFlags::MSG_DONTWAIT,
             None,
         )
         .map_err(io::Error::from)?;
         for msg in received {
-            lengths.push((msg.bytes, msg.address.as_ref().and_then(to_socket_addr)));
+            rx.lengths
+                .push((msg.bytes, msg.address.as_ref().and_then(to_socket_addr)));
         }
-    }
-    let n = lengths.len();
-    for (buf, (len, from)) in bufs.iter().zip(lengths) {
+        Ok::<_, io::Error>(())
+    })?;
+    for (buf, &(len, from)) in rx.bufs.iter().zip(&rx.lengths) {
         if let Some(from) = from {
             out.push((Bytes::copy_from_slice(&buf[..len.min(buf.len())]), from));
         }
     }
-    Ok(n)
+    Ok(rx.lengths.len())
 }
 
 fn to_socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
@@ -87,43 +116,43 @@ fn to_socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
 /// Sends `items` from `socket`, [`BATCH`] per system call. Returns how many went out;
 /// the caller queues the rest when the socket buffer was full.
 pub fn send_batch(socket: &UdpSocket, items: &[(SocketAddr, Bytes)]) -> io::Result<usize> {
-    let mut sent = 0;
-    for chunk in items.chunks(BATCH) {
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(chunk.len(), None);
-        let slices: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|(_, d)| [IoSlice::new(d)]).collect();
-        let addrs: Vec<Option<SockaddrStorage>> = chunk
-            .iter()
-            .map(|(a, _)| Some(SockaddrStorage::from(*a)))
-            .collect();
-        // Straight to the socket, not through tokio's readiness: a UDP socket is
-        // almost always writable, and tokio only learns that after a wait.
-        let result = sendmmsg(
-            socket.as_raw_fd(),
-            &mut headers,
-            slices.iter(),
-            &addrs,
-            [],
-            MsgFlags::MSG_DONTWAIT,
-        )
-        .map(|r| r.count())
-        .map_err(io::Error::from);
-        match result {
-            Ok(n) => {
-                sent += n;
-                if n < chunk.len() {
-                    return Ok(sent);
-                }
+    SEND_HEADERS.with_borrow_mut(|headers| {
+        let mut sent = 0;
+        for chunk in items.chunks(BATCH) {
+            let mut slices = [[IoSlice::new(&[])]; BATCH];
+            let mut addrs = [None; BATCH];
+            for ((slice, addr), (to, data)) in slices.iter_mut().zip(&mut addrs).zip(chunk) {
+                *slice = [IoSlice::new(data)];
+                *addr = Some(SockaddrStorage::from(*to));
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && sent > 0 => return Ok(sent),
-            Err(e) => {
-                if sent > 0 {
+            // Straight to the socket, not through tokio's readiness: a UDP socket is
+            // almost always writable, and tokio only learns that after a wait.
+            let result = sendmmsg(
+                socket.as_raw_fd(),
+                headers,
+                slices[..chunk.len()].iter(),
+                &addrs[..chunk.len()],
+                [],
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map(|r| r.count())
+            .map_err(io::Error::from);
+            match result {
+                Ok(n) => {
+                    sent += n;
+                    if n < chunk.len() {
+                        return Ok(sent);
+                    }
+                }
+                Err(e) if sent > 0 => {
+                    tracing::debug!(error = %e, "UDP send stopped part-way");
                     return Ok(sent);
                 }
-                return Err(e);
+                Err(e) => return Err(e),
             }
         }
-    }
-    Ok(sent)
+        Ok(sent)
+    })
 }
 
 /// Receives and handles datagrams until `stop`.
@@ -131,7 +160,7 @@ pub async fn run(core: Arc<SipCore>, socket: Arc<UdpSocket>, mut stop: watch::Re
     let Ok(local) = socket.local_addr() else {
         return;
     };
-    let mut bufs = vec![vec![0u8; MAX_DATAGRAM]; BATCH];
+    let mut rx = Receiver::new();
     let mut got = Vec::with_capacity(BATCH);
     let mut out = Outbox::default();
     loop {
@@ -142,7 +171,7 @@ pub async fn run(core: Arc<SipCore>, socket: Arc<UdpSocket>, mut stop: watch::Re
         loop {
             got.clear();
             match socket.try_io(Interest::READABLE, || {
-                recv_batch(&socket, &mut bufs, &mut got)
+                recv_batch(&socket, &mut rx, &mut got)
             }) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -182,11 +211,11 @@ mod tests {
             .map(|i| (to, Bytes::from(format!("datagram {i}"))))
             .collect();
         assert_eq!(send_batch(&a, &items).unwrap(), 70);
-        let mut bufs = vec![vec![0u8; MAX_DATAGRAM]; BATCH];
+        let mut rx = Receiver::new();
         let mut got = Vec::new();
         while got.len() < 70 {
             b.readable().await.unwrap();
-            let _ = b.try_io(Interest::READABLE, || recv_batch(&b, &mut bufs, &mut got));
+            let _ = b.try_io(Interest::READABLE, || recv_batch(&b, &mut rx, &mut got));
         }
         assert_eq!(got[0].0, Bytes::from("datagram 0"));
         assert_eq!(got[69].0, Bytes::from("datagram 69"));
