@@ -411,13 +411,15 @@ fn change_binding(
         .get("reg-id")
         .and_then(|r| r.parse::<u32>().ok());
     let contact_uri = contact.uri.to_string();
-    // RFC 5626: the same instance (and reg-id) is the same binding, whatever its URI.
+    // RFC 5626: the same instance (and reg-id) is the same binding, whatever its URI;
+    // without an instance the key is the contact URI (None here: not copied).
     let key = match (&instance, reg_id) {
-        (Some(i), Some(r)) => format!("{i};reg-id={r}"),
-        (Some(i), None) => i.clone(),
-        (None, _) => contact_uri.clone(),
+        (Some(i), Some(r)) => Some(format!("{i};reg-id={r}")),
+        (Some(i), None) => Some(i.clone()),
+        (None, _) => None,
     };
-    let existing = bindings.iter().position(|b| b.key == key);
+    let key_text = key.as_deref().unwrap_or(&contact_uri);
+    let existing = bindings.iter().position(|b| b.key == key_text);
     if let Some(i) = existing {
         let b = &bindings[i];
         if b.call_id == call_id && cseq < b.cseq {
@@ -445,8 +447,7 @@ fn change_binding(
         instance.as_deref(),
         user_agent.as_deref(),
     );
-    let binding = Binding {
-        key,
+    let wanted = Wanted {
         contact_uri,
         instance_id: instance,
         reg_id,
@@ -454,26 +455,40 @@ fn change_binding(
             .params
             .get("q")
             .and_then(|q| switchboard_sip::header::name_addr::parse_qvalue(q).ok()),
+        flow,
+        user_agent,
+        mac,
         expires_at: now.plus_secs(u64::from(expires)),
+    };
+    if let Some(i) = existing
+        && refresh_only(&bindings[i], &wanted, expires)
+    {
+        // Kept in memory only: see `refresh_only`. Nothing is rebuilt or copied but
+        // the Call-ID, into the buffer it already has.
+        let b = &mut bindings[i];
+        b.expires_at = wanted.expires_at;
+        b.call_id.clear();
+        b.call_id.push_str(call_id);
+        b.cseq = cseq;
+        *seen = Some((wanted.mac, wanted.contact_uri));
+        return Ok(());
+    }
+    let binding = Binding {
+        key: key.unwrap_or_else(|| wanted.contact_uri.clone()),
+        contact_uri: wanted.contact_uri,
+        instance_id: wanted.instance_id,
+        reg_id,
+        q: wanted.q,
+        expires_at: wanted.expires_at,
         call_id: call_id.to_owned(),
         cseq,
         flow: flow.clone(),
         user_agent: user_agent.clone(),
-        mac,
+        mac: wanted.mac,
         registered_at: existing.map_or(now, |i| bindings[i].registered_at),
-        stored_expires_at: now.plus_secs(u64::from(expires)),
+        stored_expires_at: wanted.expires_at,
     };
     *seen = Some((binding.mac.clone(), binding.contact_uri.clone()));
-    if let Some(i) = existing
-        && refresh_only(&bindings[i], &binding, expires)
-    {
-        // Kept in memory only: see `refresh_only`.
-        let b = &mut bindings[i];
-        b.expires_at = binding.expires_at;
-        b.call_id = binding.call_id;
-        b.cseq = cseq;
-        return Ok(());
-    }
     job.upserts.push(binding.to_row(number, "", now));
     match existing {
         Some(i) => bindings[i] = binding,
@@ -489,6 +504,19 @@ fn change_binding(
     Ok(())
 }
 
+/// What a REGISTER asks of one binding, before it becomes a [`Binding`]: a refresh
+/// (the common case) only compares it with the binding it has.
+struct Wanted<'a> {
+    contact_uri: String,
+    instance_id: Option<String>,
+    reg_id: Option<u32>,
+    q: Option<u16>,
+    flow: &'a Flow,
+    user_agent: &'a Option<String>,
+    mac: Option<String>,
+    expires_at: Timestamp,
+}
+
 /// Whether `new` only moves the expiry of `old`, and by less than a quarter of the
 /// interval past what the database holds. Such a refresh is acknowledged without a
 /// write: a phone refreshing that often (more than four times per interval) refreshes
@@ -496,13 +524,13 @@ fn change_binding(
 /// interval away, so a restart in between loses nothing it can notice. Phones that
 /// refresh at half the interval, as most do, are written every time. Call-ID and
 /// CSeq only order the REGISTERs of a running phone, so they need not be stored.
-fn refresh_only(old: &Binding, new: &Binding, expires: u32) -> bool {
+fn refresh_only(old: &Binding, new: &Wanted<'_>, expires: u32) -> bool {
     old.contact_uri == new.contact_uri
         && old.instance_id == new.instance_id
         && old.reg_id == new.reg_id
         && old.q == new.q
-        && old.flow == new.flow
-        && old.user_agent == new.user_agent
+        && old.flow == *new.flow
+        && old.user_agent == *new.user_agent
         && old.mac == new.mac
         && new.expires_at >= old.stored_expires_at
         && new.expires_at.millis() - old.stored_expires_at.millis() < i64::from(expires) * 250
