@@ -187,7 +187,7 @@ impl Phone {
             realm: challenge.realm.clone(),
             nonce: challenge.nonce.clone(),
             uri,
-            response: resp,
+            response: resp.to_string(),
             algorithm: challenge.algorithm.clone(),
             cnonce: Some(cnonce),
             opaque: None,

@@ -42,7 +42,7 @@ impl Algorithm {
 
     /// Lowercase hex digest of `data`.
     pub fn hex(self, data: &[u8]) -> String {
-        self.hex_of(&[data]).as_str().to_owned()
+        self.hex_of(&[data]).to_string()
     }
 
     /// Lowercase hex digest of the concatenation of `parts`, kept on the stack: the
@@ -70,19 +70,29 @@ impl Algorithm {
     }
 }
 
-/// A hex digest on the stack.
-struct Hex {
+/// A lowercase hex digest, on the stack.
+pub struct Hex {
     buf: [u8; 64],
     len: usize,
 }
 
-impl Hex {
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
+impl std::ops::Deref for Hex {
+    type Target = str;
 
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(self.as_bytes()).expect("hex is ASCII")
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("hex is ASCII")
+    }
+}
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Debug for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", &**self)
     }
 }
 
@@ -94,20 +104,6 @@ pub fn ha1(algorithm: Algorithm, username: &str, realm: &str, password: &str) ->
 
 /// The expected `response` for `qop=auth`: KD(HA1, nonce:nc:cnonce:qop:H(method:uri)).
 pub fn response(
-    algorithm: Algorithm,
-    ha1: &str,
-    method: &str,
-    uri: &str,
-    nonce: &str,
-    nc: &str,
-    cnonce: &str,
-) -> String {
-    response_hex(algorithm, ha1, method, uri, nonce, nc, cnonce)
-        .as_str()
-        .to_owned()
-}
-
-fn response_hex(
     algorithm: Algorithm,
     ha1: &str,
     method: &str,
@@ -156,7 +152,7 @@ pub fn verify(
     if !qop.eq_ignore_ascii_case("auth") {
         return Err(DigestFailure::Qop);
     }
-    let expected = response_hex(algorithm, ha1, method, &creds.uri, &creds.nonce, nc, cnonce);
+    let expected = response(algorithm, ha1, method, &creds.uri, &creds.nonce, nc, cnonce);
     // Hex digits in either case; lowercased on the stack, compared in constant time.
     let given = creds.response.as_bytes();
     let mut lower = [0u8; 64];
@@ -386,7 +382,7 @@ mod tests {
             "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
         );
         assert_eq!(
-            r,
+            &*r,
             "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
         );
         let h1 = ha1(
@@ -404,7 +400,7 @@ mod tests {
             "00000001",
             "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
         );
-        assert_eq!(r, "8ca523f5e9506fed4657c9700eebdbec");
+        assert_eq!(&*r, "8ca523f5e9506fed4657c9700eebdbec");
     }
 
     #[test]

@@ -308,23 +308,26 @@ impl Message {
     }
 
     pub fn from_addr(&self) -> Result<Cow<'_, NameAddr>, ParseError> {
-        let v = self.required(&HeaderName::From)?;
-        if let Some(a) = self.kept(|p| p.from.as_ref(), v) {
-            return Ok(Cow::Borrowed(a));
-        }
-        NameAddr::parse(v)
-            .map(Cow::Owned)
-            .map_err(|e| ParseError::in_header("From", e))
+        self.address(&HeaderName::From, |p| p.from.as_ref())
     }
 
     pub fn to_addr(&self) -> Result<Cow<'_, NameAddr>, ParseError> {
-        let v = self.required(&HeaderName::To)?;
-        if let Some(a) = self.kept(|p| p.to.as_ref(), v) {
+        self.address(&HeaderName::To, |p| p.to.as_ref())
+    }
+
+    /// A single name-addr header (From, To), kept or parsed.
+    fn address<'a>(
+        &'a self,
+        name: &HeaderName,
+        pick: impl FnOnce(&'a ParsedHeaders) -> Option<&'a Typed<NameAddr>>,
+    ) -> Result<Cow<'a, NameAddr>, ParseError> {
+        let v = self.required(name)?;
+        if let Some(a) = self.kept(pick, v) {
             return Ok(Cow::Borrowed(a));
         }
         NameAddr::parse(v)
             .map(Cow::Owned)
-            .map_err(|e| ParseError::in_header("To", e))
+            .map_err(|e| ParseError::in_header(name.as_str(), e))
     }
 
     pub fn call_id(&self) -> Result<&str, ParseError> {
