@@ -149,10 +149,7 @@ async fn commit(core: &SipCore, batch: &[PersistJob]) -> Result<(), sqlx::Error>
             }
         }
     }
-    let sightings: Vec<Sighting> = batch
-        .iter()
-        .flat_map(|job| job.sightings.iter().cloned())
-        .collect();
+    let sightings: Vec<&Sighting> = batch.iter().flat_map(|job| &job.sightings).collect();
     registered_phones::record_many(&mut tx, &sightings).await?;
     for job in batch {
         for (event_type, data) in &job.events {

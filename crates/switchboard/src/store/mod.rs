@@ -147,6 +147,7 @@ fn sqlite_url(rest: &str) -> Result<String> {
 /// value, so `$N` would make a statement of thousands of values quadratic; its
 /// anonymous `?` are bound by position. PostgreSQL only knows `$N`.
 pub fn row_placeholders(conn: &Conn, rows: usize, columns: usize) -> String {
+    use std::fmt::Write as _;
     let numbered = conn.backend_name() != <sqlx::Sqlite as sqlx::Database>::NAME;
     let mut sql = String::with_capacity(rows * columns * 5);
     for i in 0..rows {
@@ -159,8 +160,7 @@ pub fn row_placeholders(conn: &Conn, rows: usize, columns: usize) -> String {
                 sql.push(',');
             }
             if numbered {
-                sql.push('$');
-                sql.push_str(&(i * columns + c + 1).to_string());
+                let _ = write!(sql, "${}", i * columns + c + 1);
             } else {
                 sql.push('?');
             }

@@ -41,7 +41,7 @@ const RECORD_CHUNK: usize = 200;
 /// Records sightings: inserts each device or updates its address, contact, agent and
 /// last registration (never a duplicate row). Several sightings of one device keep
 /// the last.
-pub async fn record_many(conn: &mut Conn, sightings: &[Sighting]) -> Result<()> {
+pub async fn record_many(conn: &mut Conn, sightings: &[&Sighting]) -> Result<()> {
     let mut last: HashMap<(&str, &str, bool), &Sighting> = HashMap::new();
     for s in sightings {
         let id = s.mac_address.as_deref().unwrap_or(&s.ip_address);
