@@ -47,7 +47,10 @@ async fn register_with_digest_on_both_databases() {
         assert_eq!(challenge.code(), Some(401));
         let offered: Vec<_> = challenges(&challenge)
             .into_iter()
-            .map(|c| (c.algorithm.unwrap(), c.qop))
+            .map(|c| {
+                let qop: Vec<String> = c.qop.iter().map(ToString::to_string).collect();
+                (c.algorithm.unwrap().to_string(), qop)
+            })
             .collect();
         assert_eq!(
             offered,

@@ -183,16 +183,16 @@ impl Phone {
             &cnonce,
         );
         let creds = DigestCredentials {
-            username: self.ext.clone(),
+            username: self.ext.as_str().into(),
             realm: challenge.realm.clone(),
             nonce: challenge.nonce.clone(),
-            uri,
-            response: resp.to_string(),
+            uri: uri.into(),
+            response: (*resp).into(),
             algorithm: challenge.algorithm.clone(),
-            cnonce: Some(cnonce),
+            cnonce: Some(cnonce.into()),
             opaque: None,
             qop: Some("auth".into()),
-            nc: Some(nc),
+            nc: Some(nc.into()),
         };
         req.set(HeaderName::Authorization, creds.to_header().to_string());
     }

@@ -2,7 +2,9 @@
 //! stateless nonces and nonce-count replay tracking. Time is passed in.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::net::IpAddr;
 
 use base64::Engine;
@@ -265,7 +267,7 @@ impl NonceMint {
 #[derive(Debug, Default)]
 pub struct NonceCounts {
     /// hash of the nonce → (highest nc, tag of the request that used it, expiry).
-    seen: HashMap<u64, (u32, u64, u64)>,
+    seen: HashMap<u64, (u32, u64, u64), RandomState>,
     /// The keys in the order they arrived, with their expiry: the eviction queue.
     order: VecDeque<(u64, u64)>,
     hasher: RandomState,
@@ -275,9 +277,9 @@ pub struct NonceCounts {
 impl NonceCounts {
     pub fn new(capacity: usize) -> Self {
         Self {
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             order: VecDeque::new(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             capacity: capacity.max(1),
         }
     }
@@ -423,11 +425,11 @@ mod tests {
         assert_eq!(verify(&creds, &h1, "INVITE"), Err(DigestFailure::Response));
         // Hex digits in either case; a prefix or an overlong response is wrong.
         let mut upper = creds.clone();
-        upper.response = resp.to_ascii_uppercase();
+        upper.response = resp.to_ascii_uppercase().into();
         assert_eq!(verify(&upper, &h1, "REGISTER"), Ok(Algorithm::Md5));
         for bad in [&resp[..31], &format!("{resp}0"), &resp.repeat(3), ""] {
             let mut c = creds.clone();
-            c.response = bad.to_owned();
+            c.response = bad.into();
             assert_eq!(verify(&c, &h1, "REGISTER"), Err(DigestFailure::Response));
         }
         let wrong = ha1(Algorithm::Md5, "1001", "switchboard", "other");

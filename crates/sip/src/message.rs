@@ -104,12 +104,14 @@ impl Message {
     }
 
     pub fn response(code: u16, reason: &str) -> Self {
+        Self::response_with(code, ByteString::from(reason.to_owned()))
+    }
+
+    fn response_with(code: u16, reason: ByteString) -> Self {
         Self {
-            start: StartLine::Response {
-                code,
-                reason: ByteString::from(reason.to_owned()),
-            },
-            headers: Vec::new(),
+            start: StartLine::Response { code, reason },
+            // The copied headers and the few a response adds, without regrowing.
+            headers: Vec::with_capacity(12),
             body: Bytes::new(),
             parsed: Parsed::default(),
         }
@@ -118,7 +120,11 @@ impl Message {
     /// A response to `req` (RFC 3261 §8.2.6.2): Via, From, To, Call-ID and CSeq copied;
     /// the caller adds a To tag where the dialog needs one.
     pub fn response_to(req: &Message, code: u16, reason: Option<&str>) -> Self {
-        let mut resp = Self::response(code, reason.unwrap_or_else(|| reason_phrase(code)));
+        let reason = match reason {
+            Some(r) => ByteString::from(r.to_owned()),
+            None => ByteString::from_static(reason_phrase(code)),
+        };
+        let mut resp = Self::response_with(code, reason);
         for h in &req.headers {
             if matches!(
                 h.name,
@@ -559,7 +565,20 @@ impl Message {
                 let _ = write!(out, "{method} {uri} SIP/2.0\r\n");
             }
             StartLine::Response { code, reason } => {
-                let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+                // Three digits, written without the formatter (this is every response).
+                out.extend_from_slice(b"SIP/2.0 ");
+                if (100..1000).contains(code) {
+                    out.extend_from_slice(&[
+                        b'0' + (code / 100) as u8,
+                        b'0' + (code / 10 % 10) as u8,
+                        b'0' + (code % 10) as u8,
+                    ]);
+                } else {
+                    let _ = write!(out, "{code}");
+                }
+                out.push(b' ');
+                out.extend_from_slice(reason.as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
         }
         for h in &self.headers {

@@ -1,16 +1,21 @@
 //! Header parameters: `;name`, `;name=token`, `;name="quoted"` (Via, From/To,
 //! Contact, Event, Content-Type, …). URI parameters have their own rules (uri.rs).
+//!
+//! Names and values are `CompactString`s: nearly all are shorter than 24 bytes and
+//! then live inline, so parsing a header does not allocate once per parameter.
 
 use std::fmt;
+
+use compact_str::CompactString;
 
 use crate::text::{Scanner, escape_quoted, is_token, is_token_byte};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParamValue {
     /// A token or host (`branch=z9hG4bK…`, `received=192.0.2.1`, `maddr=[::1]`).
-    Token(String),
+    Token(CompactString),
     /// A quoted-string's content, escapes kept as written.
-    Quoted(String),
+    Quoted(CompactString),
 }
 
 impl ParamValue {
@@ -23,7 +28,7 @@ impl ParamValue {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
-    pub name: String,
+    pub name: CompactString,
     pub value: Option<ParamValue>,
 }
 
@@ -66,9 +71,9 @@ impl Params {
     pub fn set(&mut self, name: &str, value: Option<&str>) {
         let value = value.map(|v| {
             if is_host_or_token(v) {
-                ParamValue::Token(v.to_owned())
+                ParamValue::Token(v.into())
             } else {
-                ParamValue::Quoted(escape_quoted(v))
+                ParamValue::Quoted(escape_quoted(v).into())
             }
         });
         match self
@@ -78,7 +83,7 @@ impl Params {
         {
             Some(p) => p.value = value,
             None => self.0.push(Param {
-                name: name.to_owned(),
+                name: name.into(),
                 value,
             }),
         }
@@ -98,19 +103,19 @@ impl Params {
                 .ok_or_else(|| format!("empty or malformed parameter before `{}`", sc.rest()))?;
             let value = if sc.eat(b'=') {
                 if let Some(q) = sc.quoted() {
-                    Some(ParamValue::Quoted(q.to_owned()))
+                    Some(ParamValue::Quoted(q.into()))
                 } else {
                     let v = sc.take_while(is_host_or_token_byte);
                     if v.is_empty() {
                         return Err(format!("parameter `{name}` has `=` but no value"));
                     }
-                    Some(ParamValue::Token(v.to_owned()))
+                    Some(ParamValue::Token(v.into()))
                 }
             } else {
                 None
             };
             out.push(Param {
-                name: name.to_owned(),
+                name: name.into(),
                 value,
             });
             sc.skip_ws();

@@ -159,6 +159,9 @@ fn parse_head(
     };
     let (first_start, first_end) = lines.next_line()?.expect("a head has a first line");
     let start_line = parse_start_line(&buf[first_start..first_end])?;
+    // One UTF-8 check of the whole head instead of one per value: each value is then
+    // a slice of it (every value starts and ends at an ASCII byte).
+    let text = ByteString::try_from(buf.slice(start..head_end)).ok();
 
     let mut headers: Vec<Header> = Vec::with_capacity(16);
     let mut pending = lines.next_line()?;
@@ -201,9 +204,10 @@ fn parse_head(
             }
             pending = lines.next_line()?;
         }
-        let value = match joined {
-            None => text_value(buf.slice(vs..ve)),
-            Some(j) => text_value(Bytes::from(j)),
+        let value = match (joined, &text) {
+            (None, Some(text)) => text.slice_ref(&text[vs - start..ve - start]),
+            (None, None) => text_value(buf.slice(vs..ve)),
+            (Some(j), _) => text_value(Bytes::from(j)),
         };
         let name = HeaderName::parse(std::str::from_utf8(name_bytes).unwrap_or_default());
         headers.push(Header { name, value });
@@ -274,10 +278,9 @@ fn trimmed(buf: &Bytes, mut s: usize, mut e: usize) -> (usize, usize) {
 /// Header text is UTF-8 by the grammar; anything else is kept readable (lossy) rather
 /// than refused, since old phones send Latin-1 display names.
 fn text_value(bytes: Bytes) -> ByteString {
-    if std::str::from_utf8(&bytes).is_ok() {
-        ByteString::try_from(bytes).expect("checked UTF-8")
-    } else {
-        ByteString::from(String::from_utf8_lossy(&bytes).into_owned())
+    match ByteString::try_from(bytes.clone()) {
+        Ok(text) => text,
+        Err(_) => ByteString::from(String::from_utf8_lossy(&bytes).into_owned()),
     }
 }
 

@@ -5,10 +5,14 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use compact_str::CompactString;
+
+use crate::text::{rsplit_once_byte, split_byte, split_once_byte};
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
     /// A host name as written (compare with `eq_ignore_ascii_case`).
-    Domain(String),
+    Domain(CompactString),
     V4(Ipv4Addr),
     V6(Ipv6Addr),
 }
@@ -28,7 +32,7 @@ impl Host {
         }
         let valid = !s.is_empty()
             && s.len() <= 255
-            && s.split('.').enumerate().all(|(i, label)| {
+            && split_byte(s, b'.').enumerate().all(|(i, label)| {
                 // A trailing dot (fully qualified) leaves one empty last label.
                 (label.is_empty() && i > 0 && s.ends_with('.'))
                     || (!label.is_empty()
@@ -38,7 +42,7 @@ impl Host {
                         && !label.starts_with('-'))
             });
         if valid {
-            Ok(Host::Domain(s.to_owned()))
+            Ok(Host::Domain(s.into()))
         } else {
             Err(format!("`{s}` is not a host name or IP address"))
         }
@@ -83,8 +87,8 @@ impl fmt::Display for Host {
 /// A `;name[=value]` URI parameter, escapes kept as written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UriParam {
-    pub name: String,
-    pub value: Option<String>,
+    pub name: CompactString,
+    pub value: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -92,8 +96,8 @@ pub struct SipUri {
     /// `sips:` rather than `sip:`.
     pub secure: bool,
     /// The user part, escaped as written (`%75ser`); see [`SipUri::user_decoded`].
-    pub user: Option<String>,
-    pub password: Option<String>,
+    pub user: Option<CompactString>,
+    pub password: Option<CompactString>,
     pub host: Host,
     pub port: Option<u16>,
     pub params: Vec<UriParam>,
@@ -105,7 +109,7 @@ impl SipUri {
     pub fn new(user: Option<&str>, host: Host) -> Self {
         Self {
             secure: false,
-            user: user.map(escape_user),
+            user: user.map(|u| escape_user(u).into()),
             password: None,
             host,
             port: None,
@@ -135,7 +139,7 @@ impl SipUri {
     }
 
     pub fn set_param(&mut self, name: &str, value: Option<&str>) {
-        let value = value.map(str::to_owned);
+        let value = value.map(CompactString::from);
         match self
             .params
             .iter_mut()
@@ -143,7 +147,7 @@ impl SipUri {
         {
             Some(p) => p.value = value,
             None => self.params.push(UriParam {
-                name: name.to_owned(),
+                name: name.into(),
                 value,
             }),
         }
@@ -159,15 +163,15 @@ impl SipUri {
     }
 
     fn parse_rest(secure: bool, rest: &str) -> Result<Self, String> {
-        let (userinfo, hostpart) = match rest.find('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        let (userinfo, hostpart) = match split_once_byte(rest, b'@') {
+            Some((u, h)) => (Some(u), h),
             None => (None, rest),
         };
         let (user, password) = match userinfo {
             None => (None, None),
             Some(ui) => {
-                let (u, p) = match ui.find(':') {
-                    Some(i) => (&ui[..i], Some(&ui[i + 1..])),
+                let (u, p) = match split_once_byte(ui, b':') {
+                    Some((u, p)) => (u, Some(p)),
                     None => (ui, None),
                 };
                 if u.is_empty() || !u.bytes().all(is_user_byte) || !valid_escapes(u) {
@@ -178,20 +182,20 @@ impl SipUri {
                 {
                     return Err("the password part has characters that must be escaped".into());
                 }
-                (Some(u.to_owned()), p.map(str::to_owned))
+                (Some(u.into()), p.map(CompactString::from))
             }
         };
-        let (before_headers, headers_part) = match hostpart.find('?') {
-            Some(i) => (&hostpart[..i], Some(&hostpart[i + 1..])),
+        let (before_headers, headers_part) = match split_once_byte(hostpart, b'?') {
+            Some((b, h)) => (b, Some(h)),
             None => (hostpart, None),
         };
-        let mut pieces = before_headers.split(';');
+        let mut pieces = split_byte(before_headers, b';');
         let hostport = pieces.next().unwrap_or("");
         let (host, port) = split_hostport(hostport)?;
         let mut params = Vec::new();
         for piece in pieces {
-            let (name, value) = match piece.find('=') {
-                Some(i) => (&piece[..i], Some(&piece[i + 1..])),
+            let (name, value) = match split_once_byte(piece, b'=') {
+                Some((n, v)) => (n, Some(v)),
                 None => (piece, None),
             };
             let ok = |s: &str| !s.is_empty() && s.bytes().all(is_param_byte) && valid_escapes(s);
@@ -199,8 +203,8 @@ impl SipUri {
                 return Err(format!("`;{piece}` is not a valid URI parameter"));
             }
             params.push(UriParam {
-                name: name.to_owned(),
-                value: value.map(str::to_owned),
+                name: name.into(),
+                value: value.map(CompactString::from),
             });
         }
         let mut headers = Vec::new();
@@ -243,7 +247,7 @@ fn split_hostport(hostport: &str) -> Result<(Host, Option<u16>), String> {
             None => return Err(format!("`{hostport}` has an unclosed IPv6 reference")),
         }
     } else {
-        match hostport.rsplit_once(':') {
+        match rsplit_once_byte(hostport, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (hostport, None),
         }
@@ -262,22 +266,31 @@ fn split_hostport(hostport: &str) -> Result<(Host, Option<u16>), String> {
 
 impl fmt::Display for SipUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Piece by piece with `write_str`: this runs for every binding a REGISTER
+        // touches, and `write!` with arguments costs several times more.
         f.write_str(if self.secure { "sips:" } else { "sip:" })?;
         if let Some(u) = &self.user {
             f.write_str(u)?;
             if let Some(p) = &self.password {
-                write!(f, ":{p}")?;
+                f.write_str(":")?;
+                f.write_str(p)?;
             }
             f.write_str("@")?;
         }
-        write!(f, "{}", self.host)?;
+        match &self.host {
+            Host::Domain(d) => f.write_str(d)?,
+            host => write!(f, "{host}")?,
+        }
         if let Some(p) = self.port {
-            write!(f, ":{p}")?;
+            f.write_str(":")?;
+            f.write_str(itoa::Buffer::new().format(p))?;
         }
         for p in &self.params {
-            write!(f, ";{}", p.name)?;
+            f.write_str(";")?;
+            f.write_str(&p.name)?;
             if let Some(v) = &p.value {
-                write!(f, "={v}")?;
+                f.write_str("=")?;
+                f.write_str(v)?;
             }
         }
         for (i, (n, v)) in self.headers.iter().enumerate() {
@@ -374,11 +387,11 @@ impl Uri {
             let params = pieces
                 .map(|p| match p.split_once('=') {
                     Some((n, v)) => UriParam {
-                        name: n.to_owned(),
-                        value: Some(v.to_owned()),
+                        name: n.into(),
+                        value: Some(v.into()),
                     },
                     None => UriParam {
-                        name: p.to_owned(),
+                        name: p.into(),
                         value: None,
                     },
                 })

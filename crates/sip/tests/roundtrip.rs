@@ -15,7 +15,7 @@ fn token() -> impl Strategy<Value = String> {
 
 fn host() -> impl Strategy<Value = Host> {
     prop_oneof![
-        "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9]{0,6}){0,2}".prop_map(Host::Domain),
+        "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9]{0,6}){0,2}".prop_map(|d| Host::Domain(d.into())),
         any::<[u8; 4]>().prop_map(|o| Host::V4(o.into())),
         any::<[u16; 8]>().prop_map(|s| Host::V6(s.into())),
     ]
@@ -37,13 +37,16 @@ fn sip_uri() -> impl Strategy<Value = SipUri> {
     )
         .prop_map(|(secure, user, host, port, params)| SipUri {
             secure,
-            user,
+            user: user.map(Into::into),
             password: None,
             host,
             port,
             params: params
                 .into_iter()
-                .map(|(name, value)| UriParam { name, value })
+                .map(|(name, value)| UriParam {
+                    name: name.into(),
+                    value: value.map(Into::into),
+                })
                 .collect(),
             headers: Vec::new(),
         })
@@ -72,7 +75,7 @@ fn name_addr() -> impl Strategy<Value = NameAddr> {
     (proptest::option::of("[ -~]{0,12}"), sip_uri(), params()).prop_map(|(display, uri, params)| {
         NameAddr {
             display: display
-                .map(|d| d.trim().to_owned())
+                .map(|d| compact_str::CompactString::from(d.trim()))
                 .filter(|d| !d.is_empty()),
             uri: Uri::Sip(uri),
             params,

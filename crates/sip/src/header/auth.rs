@@ -3,24 +3,23 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 use crate::params::ParamValue;
 use crate::text::{Scanner, escape_quoted, is_token_byte, split_commas, unquote};
 
 /// `scheme param=value, …` as written; the digest views below read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthHeader {
-    pub scheme: String,
-    pub params: Vec<(String, ParamValue)>,
+    pub scheme: CompactString,
+    pub params: Vec<(CompactString, ParamValue)>,
 }
 
 impl AuthHeader {
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut sc = Scanner::new(s);
         sc.skip_ws();
-        let scheme = sc
-            .token()
-            .ok_or("missing authentication scheme")?
-            .to_owned();
+        let scheme = sc.token().ok_or("missing authentication scheme")?.into();
         let mut params = Vec::new();
         let rest = sc.rest().trim_start();
         if !rest.is_empty() {
@@ -35,7 +34,7 @@ impl AuthHeader {
                     return Err(format!("`{part}` is not name=value"));
                 }
                 let value = match ps.quoted() {
-                    Some(q) => ParamValue::Quoted(q.to_owned()),
+                    Some(q) => ParamValue::Quoted(q.into()),
                     None => {
                         let v = ps.take_while(|b| {
                             is_token_byte(b) || matches!(b, b'/' | b':' | b'=' | b'@')
@@ -43,14 +42,14 @@ impl AuthHeader {
                         if v.is_empty() {
                             return Err(format!("`{name}` has no value"));
                         }
-                        ParamValue::Token(v.to_owned())
+                        ParamValue::Token(v.into())
                     }
                 };
                 ps.skip_ws();
                 if !ps.is_empty() {
                     return Err(format!("unexpected `{}` after {name}", ps.rest()));
                 }
-                params.push((name.to_owned(), value));
+                params.push((name.into(), value));
             }
         }
         Ok(Self { scheme, params })
@@ -61,7 +60,7 @@ impl AuthHeader {
     }
 
     /// A parameter's value, unquoted.
-    pub fn get(&self, name: &str) -> Option<String> {
+    pub fn get(&self, name: &str) -> Option<CompactString> {
         self.params
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -89,13 +88,13 @@ impl fmt::Display for AuthHeader {
 /// A digest challenge a server sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestChallenge {
-    pub realm: String,
-    pub nonce: String,
-    pub opaque: Option<String>,
+    pub realm: CompactString,
+    pub nonce: CompactString,
+    pub opaque: Option<CompactString>,
     pub stale: bool,
     /// `MD5` or `SHA-256` (absent means MD5).
-    pub algorithm: Option<String>,
-    pub qop: Vec<String>,
+    pub algorithm: Option<CompactString>,
+    pub qop: Vec<CompactString>,
 }
 
 impl DigestChallenge {
@@ -115,7 +114,7 @@ impl DigestChallenge {
                 .get("qop")
                 .map(|q| {
                     q.split(',')
-                        .map(|s| s.trim().to_owned())
+                        .map(|s| CompactString::from(s.trim()))
                         .filter(|s| !s.is_empty())
                         .collect()
                 })
@@ -124,10 +123,10 @@ impl DigestChallenge {
     }
 
     pub fn to_header(&self) -> AuthHeader {
-        let q = |s: &str| ParamValue::Quoted(escape_quoted(s));
+        let q = |s: &str| ParamValue::Quoted(escape_quoted(s).into());
         let mut params = vec![
-            ("realm".to_owned(), q(&self.realm)),
-            ("nonce".to_owned(), q(&self.nonce)),
+            ("realm".into(), q(&self.realm)),
+            ("nonce".into(), q(&self.nonce)),
         ];
         if let Some(o) = &self.opaque {
             params.push(("opaque".into(), q(o)));
@@ -151,17 +150,17 @@ impl DigestChallenge {
 /// Digest credentials a client sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestCredentials {
-    pub username: String,
-    pub realm: String,
-    pub nonce: String,
-    pub uri: String,
-    pub response: String,
-    pub algorithm: Option<String>,
-    pub cnonce: Option<String>,
-    pub opaque: Option<String>,
-    pub qop: Option<String>,
+    pub username: CompactString,
+    pub realm: CompactString,
+    pub nonce: CompactString,
+    pub uri: CompactString,
+    pub response: CompactString,
+    pub algorithm: Option<CompactString>,
+    pub cnonce: Option<CompactString>,
+    pub opaque: Option<CompactString>,
+    pub qop: Option<CompactString>,
     /// Nonce count, 8 hex digits as sent.
-    pub nc: Option<String>,
+    pub nc: Option<CompactString>,
 }
 
 impl DigestCredentials {
@@ -201,13 +200,13 @@ impl DigestCredentials {
     }
 
     pub fn to_header(&self) -> AuthHeader {
-        let q = |s: &str| ParamValue::Quoted(escape_quoted(s));
+        let q = |s: &str| ParamValue::Quoted(escape_quoted(s).into());
         let mut params = vec![
-            ("username".to_owned(), q(&self.username)),
-            ("realm".to_owned(), q(&self.realm)),
-            ("nonce".to_owned(), q(&self.nonce)),
-            ("uri".to_owned(), q(&self.uri)),
-            ("response".to_owned(), q(&self.response)),
+            ("username".into(), q(&self.username)),
+            ("realm".into(), q(&self.realm)),
+            ("nonce".into(), q(&self.nonce)),
+            ("uri".into(), q(&self.uri)),
+            ("response".into(), q(&self.response)),
         ];
         if let Some(a) = &self.algorithm {
             params.push(("algorithm".into(), ParamValue::Token(a.clone())));

@@ -54,7 +54,7 @@ impl fmt::Display for CSeq {
 
 /// Call-ID: `word [ "@" word ]`.
 pub fn check_call_id(s: &str) -> Result<(), String> {
-    let (a, b) = match s.split_once('@') {
+    let (a, b) = match crate::text::split_once_byte(s, b'@') {
         Some((a, b)) => (a, Some(b)),
         None => (s, None),
     };

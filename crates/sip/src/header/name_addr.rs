@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 use crate::params::Params;
 use crate::text::{Scanner, is_token_byte, is_ws, quote, split_commas, unquote};
 use crate::uri::Uri;
@@ -10,7 +12,7 @@ use crate::uri::Uri;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameAddr {
     /// The display name, unquoted (`J Rosenberg "`), when given.
-    pub display: Option<String>,
+    pub display: Option<CompactString>,
     pub uri: Uri,
     /// Header parameters (`tag`, `expires`, `q`, `+sip.instance`, …).
     pub params: Params,
@@ -50,7 +52,7 @@ impl NameAddr {
             if name.is_empty() || !name.bytes().all(|b| is_token_byte(b) || is_ws(b)) {
                 return Err(format!("`{name}` is not a valid display name (quote it)"));
             }
-            display = Some(name.to_owned());
+            display = Some(name.into());
             sc = Scanner::new(&s[lt..]);
             uri_text = angle(&mut sc)?;
         } else {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 use switchboard_sip::digest::Algorithm;
 use tokio::sync::watch;
 
@@ -39,7 +40,7 @@ const MAX_NEGATIVE: usize = 50_000;
 pub struct CredentialCache {
     db: Db,
     /// `None` = known not to exist.
-    entries: DashMap<String, Option<Arc<SipCredential>>>,
+    entries: DashMap<String, Option<Arc<SipCredential>>, RandomState>,
     negatives: std::sync::atomic::AtomicUsize,
     /// The last outbox event seen.
     last_seq: std::sync::atomic::AtomicI64,
@@ -58,7 +59,7 @@ impl CredentialCache {
     pub async fn load(db: Db) -> store::Result<Self> {
         let last_seq = store::events::max_seq(db.pool()).await?;
         let rows = store::extensions::list(db.pool(), &Default::default(), i64::MAX, 0).await?;
-        let entries = DashMap::with_capacity(rows.len());
+        let entries = DashMap::with_capacity_and_hasher(rows.len(), RandomState::default());
         for row in &rows {
             entries.insert(row.number.clone(), Some(Arc::new(credential(row))));
         }

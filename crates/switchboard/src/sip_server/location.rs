@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -97,14 +98,16 @@ impl Binding {
 }
 
 pub struct Location {
-    bindings: DashMap<String, Vec<Binding>>,
+    /// foldhash, seeded per process, like every map of the hot path: SipHash's
+    /// stronger flood resistance costs a few per cent of a registration.
+    bindings: DashMap<String, Vec<Binding>, RandomState>,
 }
 
 impl Location {
     /// Loads the live bindings of the database.
     pub async fn load(db: &Db) -> db_store::Result<Self> {
         let rows = store::live(db.pool(), Timestamp::now()).await?;
-        let bindings: DashMap<String, Vec<Binding>> = DashMap::new();
+        let bindings: DashMap<String, Vec<Binding>, RandomState> = DashMap::default();
         for r in &rows {
             if let Some(b) = Binding::from_row(r) {
                 bindings.entry(r.extension.clone()).or_default().push(b);

@@ -59,8 +59,9 @@ pub struct SipCore {
     pub limits: Limits,
     /// This node's name, recorded with the bindings it holds.
     pub node: String,
-    /// A per-process secret for deterministic To tags of stateless responses.
-    tag_key: u64,
+    /// Seeded per process: deterministic To tags of stateless responses, and request
+    /// fingerprints.
+    pub hasher: foldhash::fast::RandomState,
     pub metrics: SipMetrics,
     date: DateHeader,
 }
@@ -155,13 +156,12 @@ impl SipCore {
 
     /// The To tag of a stateless response: the same for every retransmission.
     fn stateless_tag(&self, req: &Message) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.tag_key.hash(&mut h);
-        req.header(&HeaderName::CallId).hash(&mut h);
-        req.header(&HeaderName::From).hash(&mut h);
-        req.cseq().map(|c| c.seq).unwrap_or(0).hash(&mut h);
-        h.finish()
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((
+            req.header(&HeaderName::CallId),
+            req.header(&HeaderName::From),
+            req.cseq().map(|c| c.seq).unwrap_or(0),
+        ))
     }
 
     /// Sends `msg` over `flow` now (outside a batch).
@@ -180,10 +180,8 @@ impl SipCore {
         request_tag: u64,
         now_secs: u64,
     ) -> bool {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        nonce.hash(&mut h);
-        let shard = (h.finish() as usize) % NONCE_SHARDS;
+        use std::hash::BuildHasher;
+        let shard = (self.hasher.hash_one(nonce) as usize) % NONCE_SHARDS;
         let expires = NonceMint::issued_at(nonce).unwrap_or(now_secs) + self.nonce_lifetime;
         self.nonce_counts[shard]
             .lock()
@@ -284,7 +282,7 @@ impl SipServer {
                 idle_timeout: Duration::from_secs(sip.idle_timeout),
             },
             node: node_name(),
-            tag_key: rand::random(),
+            hasher: foldhash::fast::RandomState::default(),
             metrics: SipMetrics::new(),
             date: DateHeader::default(),
             app: app.clone(),
@@ -292,17 +290,28 @@ impl SipServer {
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
-        // One reader per core on each UDP socket: whichever is free takes the next
-        // burst, so a storm is handled on every core.
+        // One reader thread per core on each UDP socket: whichever is free takes the
+        // next burst, so a storm is handled on every core.
         let readers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let runtime = tokio::runtime::Handle::current();
         for socket in udp {
-            core.transports.add_udp(socket.clone())?;
-            for _ in 0..readers {
-                tasks.push(tokio::spawn(udp::run(
-                    core.clone(),
-                    socket.clone(),
-                    stopped.clone(),
-                )));
+            let local = core.transports.add_udp(socket.clone())?;
+            for i in 0..readers {
+                let (core, socket, stopped) = (core.clone(), socket.clone(), stopped.clone());
+                let runtime = runtime.clone();
+                // Dropped when the thread ends (or panics): `shutdown` awaits that.
+                let (done, finished) = tokio::sync::oneshot::channel::<()>();
+                std::thread::Builder::new()
+                    .name(format!("sip-udp-{i}"))
+                    .spawn(move || {
+                        let _runtime = runtime.enter();
+                        udp::run(core, socket, stopped);
+                        drop(done);
+                    })
+                    .with_context(|| format!("cannot start a UDP reader for {local}"))?;
+                tasks.push(tokio::spawn(async move {
+                    let _ = finished.await;
+                }));
             }
         }
         for (listener, acceptor) in tcp {

@@ -6,11 +6,12 @@
 //! idempotent, and a retransmission is processed again and gets the same answer. Every
 //! 200 OK waits for its bindings to be committed (see `persist`).
 
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 use switchboard_sip::digest::{self, Algorithm, DigestFailure, NonceCheck};
 use switchboard_sip::header::{
     Contacts, DigestChallenge, DigestCredentials, HeaderName, NameAddr, Via,
@@ -121,11 +122,11 @@ impl ChallengeTemplate {
         for stale in [false, true] {
             for &algorithm in algorithms {
                 let text = DigestChallenge {
-                    realm: realm.to_owned(),
+                    realm: realm.into(),
                     nonce: HOLE.into(),
                     opaque: None,
                     stale,
-                    algorithm: Some(algorithm.name().to_owned()),
+                    algorithm: Some(algorithm.name().into()),
                     qop: vec!["auth".into()],
                 }
                 .to_header()
@@ -151,16 +152,13 @@ fn forbidden(core: &SipCore, req: &Message, why: &str) -> Outcome {
 }
 
 /// A stable number for "this request", to tell a retransmission from a replay.
-fn request_tag(req: &Message) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    req.top_via()
-        .ok()
-        .as_deref()
-        .and_then(Via::branch)
-        .hash(&mut h);
-    req.header(&HeaderName::CallId).hash(&mut h);
-    req.header(&HeaderName::CSeq).hash(&mut h);
-    h.finish()
+fn request_tag(core: &SipCore, req: &Message) -> u64 {
+    let via = req.top_via().ok();
+    core.hasher.hash_one((
+        via.as_deref().and_then(Via::branch),
+        req.header(&HeaderName::CallId),
+        req.header(&HeaderName::CSeq),
+    ))
 }
 
 /// `known`: the credentials when the caller already looked them up.
@@ -250,7 +248,7 @@ fn register(
     let Some(nc) = creds.nc_value() else {
         return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
     };
-    if !core.accept_nonce_count(&creds.nonce, nc, request_tag(req), now_secs()) {
+    if !core.accept_nonce_count(&creds.nonce, nc, request_tag(core, req), now_secs()) {
         tracing::info!(extension = %number, source = %flow.remote, "replayed nonce count refused");
         return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
     }
@@ -541,8 +539,8 @@ fn refresh_only(old: &Binding, new: &Wanted<'_>, expires: u32) -> bool {
 #[derive(Default)]
 pub struct InventoryMemo {
     /// Hash of (extension, MAC or IP) → (hash of IP, contact, agent; when written).
-    seen: DashMap<u64, (u64, Timestamp)>,
-    key: std::hash::RandomState,
+    seen: DashMap<u64, (u64, Timestamp), RandomState>,
+    key: RandomState,
 }
 
 /// The inventory's `last_registered` is kept accurate to this (ms); unchanged devices
@@ -570,7 +568,6 @@ impl InventoryMemo {
         user_agent: Option<&str>,
         at: Timestamp,
     ) -> bool {
-        use std::hash::BuildHasher;
         let key = self.key.hash_one((extension, &device));
         let what = self.key.hash_one((ip, contact_uri, user_agent));
         let mut entry = self.seen.entry(key).or_insert((0, Timestamp(i64::MIN)));

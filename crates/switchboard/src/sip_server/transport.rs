@@ -2,7 +2,7 @@
 //! the [`Flow`] it came on, and replies and later requests to a phone go back over it
 //! (RFC 3581 for UDP, the phone's own connection for TCP/TLS, RFC 5626 style).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use dashmap::DashMap;
 use switchboard_sip::Message;
 use switchboard_sip::{ErrorKind, Framed, parse_stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::{SipCore, SipMetrics};
@@ -108,12 +108,13 @@ impl Transports {
             };
             metrics.udp_sent.increment(sent as u64);
             if sent < items.len() {
-                // The socket buffer is full: the rest waits for room, in order.
+                // The socket buffer is full: the rest waits for room, in order, on a
+                // thread that may block (up to the socket's write timeout per send).
                 let rest = items[sent..].to_vec();
                 let udp_sent = metrics.udp_sent.clone();
-                tokio::spawn(async move {
+                tokio::task::spawn_blocking(move || {
                     for (to, data) in rest {
-                        if socket.send_to(&data, to).await.is_ok() {
+                        if socket.send_to(&data, to).is_ok() {
                             udp_sent.increment(1);
                         }
                     }

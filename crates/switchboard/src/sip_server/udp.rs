@@ -1,19 +1,24 @@
 //! SIP over UDP with batched system calls: a burst of datagrams is read with one
 //! `recvmmsg`, processed without awaiting, and the answers leave with one `sendmmsg`.
 //! Under load a REGISTER then costs a fraction of a system call each way instead of
-//! one; when idle the reader parks on the socket's readiness like any tokio task.
+//! one.
+//!
+//! Each reader is a thread of its own blocked in `recvmmsg` (`MSG_WAITFORONE`), not a
+//! tokio task waiting for readiness: a burst then costs one system call to wait and
+//! read, instead of an `epoll_wait`, a task wake-up, the read and a last read that
+//! finds the queue empty. The kernel wakes one blocked reader per arrival, so the
+//! readers of a socket share its bursts without waking each other.
 
 use std::cell::RefCell;
 use std::io;
 use std::io::{IoSlice, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::SipCore;
@@ -27,6 +32,10 @@ const MAX_DATAGRAM: usize = 65_535;
 /// Kernel receive buffer asked for, so a burst (or a pause of the reader) is queued
 /// rather than dropped; Linux caps it at `net.core.rmem_max` unless privileged.
 const RECEIVE_BUFFER: usize = 8 << 20;
+/// How long a blocked reader waits before it looks whether the server is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+/// A send that finds the socket buffer full waits at most this long for room.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Binds a UDP socket with a large receive buffer.
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -38,15 +47,19 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     // Best effort: a smaller buffer still works, it just drops sooner under a burst.
     let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
     let _ = socket.set_send_buffer_size(RECEIVE_BUFFER / 2);
-    socket.set_nonblocking(true)?;
+    // Blocking: readers wait in `recvmmsg`; sends on the hot path pass MSG_DONTWAIT.
+    socket.set_read_timeout(Some(STOP_CHECK))?;
+    socket.set_write_timeout(Some(SEND_TIMEOUT))?;
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// What a reader keeps between system calls, so that a burst costs no allocation
-/// beyond the datagrams themselves.
+/// beyond the datagrams themselves. It stays on its thread (the headers hold raw
+/// pointers).
 struct Receiver {
     bufs: Vec<Vec<u8>>,
+    headers: MultiHeaders<SockaddrStorage>,
     lengths: Vec<(usize, Option<SocketAddr>)>,
 }
 
@@ -54,50 +67,45 @@ impl Receiver {
     fn new() -> Self {
         Self {
             bufs: vec![vec![0u8; MAX_DATAGRAM]; BATCH],
+            headers: MultiHeaders::preallocate(BATCH, None),
             lengths: Vec::with_capacity(BATCH),
         }
     }
 }
 
 thread_local! {
-    /// The `recvmmsg` and `sendmmsg` headers, reused by every call on this thread
-    /// (they hold raw pointers, so they cannot live in a task that moves threads).
-    static RECV_HEADERS: RefCell<MultiHeaders<SockaddrStorage>> =
-        RefCell::new(MultiHeaders::preallocate(BATCH, None));
+    /// The `sendmmsg` headers, reused by every call on this thread.
     static SEND_HEADERS: RefCell<MultiHeaders<SockaddrStorage>> =
         RefCell::new(MultiHeaders::preallocate(BATCH, None));
 }
 
-/// Reads up to [`BATCH`] datagrams that are already queued (never blocks); each is
-/// copied out of the receive buffers into its own `Bytes`, which the parsed message
-/// then shares.
+/// Waits (up to the socket's read timeout) for a datagram, then reads up to
+/// [`BATCH`] of those queued; each is copied out of the receive buffers into its own
+/// `Bytes`, which the parsed message then shares.
 fn recv_batch(
     socket: &UdpSocket,
     rx: &mut Receiver,
     out: &mut Vec<(Bytes, SocketAddr)>,
 ) -> io::Result<usize> {
     rx.lengths.clear();
-    RECV_HEADERS.with_borrow_mut(|headers| {
-        let mut bufs = rx.bufs.iter_mut();
-        let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
-            [IoSliceMut::new(
-                bufs.next().expect("BATCH buffers").as_mut_slice(),
-            )]
-        });
-        let received = recvmmsg(
-            socket.as_raw_fd(),
-            headers,
-            slices.iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
-            None,
-        )
-        .map_err(io::Error::from)?;
-        for msg in received {
-            rx.lengths
-                .push((msg.bytes, msg.address.as_ref().and_then(to_socket_addr)));
-        }
-        Ok::<_, io::Error>(())
-    })?;
+    let mut bufs = rx.bufs.iter_mut();
+    let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+        [IoSliceMut::new(
+            bufs.next().expect("BATCH buffers").as_mut_slice(),
+        )]
+    });
+    let received = recvmmsg(
+        socket.as_raw_fd(),
+        &mut rx.headers,
+        slices.iter_mut(),
+        MsgFlags::MSG_WAITFORONE,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    for msg in received {
+        rx.lengths
+            .push((msg.bytes, msg.address.as_ref().and_then(to_socket_addr)));
+    }
     for (buf, &(len, from)) in rx.bufs.iter().zip(&rx.lengths) {
         if let Some(from) = from {
             out.push((Bytes::copy_from_slice(&buf[..len.min(buf.len())]), from));
@@ -155,55 +163,63 @@ pub fn send_batch(socket: &UdpSocket, items: &[(SocketAddr, Bytes)]) -> io::Resu
     })
 }
 
-/// Receives and handles datagrams until `stop`.
-pub async fn run(core: Arc<SipCore>, socket: Arc<UdpSocket>, mut stop: watch::Receiver<bool>) {
+/// Receives and handles datagrams until `stop`, on the calling thread (which has
+/// entered the runtime, for the tasks a request may spawn).
+pub fn run(core: Arc<SipCore>, socket: Arc<UdpSocket>, stop: watch::Receiver<bool>) {
     let Ok(local) = socket.local_addr() else {
         return;
     };
     let mut rx = Receiver::new();
     let mut got = Vec::with_capacity(BATCH);
     let mut out = Outbox::default();
-    loop {
-        tokio::select! {
-            ready = socket.readable() => if ready.is_err() { return },
-            _ = stop.changed() => return,
-        }
-        loop {
-            got.clear();
-            match socket.try_io(Interest::READABLE, || {
-                recv_batch(&socket, &mut rx, &mut got)
-            }) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here.
+    while !stopping(&stop) {
+        got.clear();
+        if let Err(e) = recv_batch(&socket, &mut rx, &mut got) {
+            match e.kind() {
+                // The read timeout: time to look at `stop`.
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => {}
+                // ICMP errors from earlier sends surface here, one per error.
+                io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::HostUnreachable
+                | io::ErrorKind::NetworkUnreachable => {
                     tracing::debug!(error = %e, "UDP receive error");
-                    break;
+                }
+                _ => {
+                    // Not expected to repeat, but never spin on it.
+                    tracing::warn!(error = %e, "UDP receive failed");
+                    std::thread::sleep(STOP_CHECK);
                 }
             }
-            core.metrics.udp_received.increment(got.len() as u64);
-            for (data, remote) in got.drain(..) {
-                let flow = Flow {
-                    transport: SipTransport::Udp,
-                    local,
-                    remote,
-                    conn: None,
-                };
-                super::ingress::handle(&core, data, flow, &mut out);
-            }
-            core.transports.send_all(&mut out, &core.metrics);
-            // Let the other tasks of this worker run between bursts.
-            tokio::task::consume_budget().await;
+            continue;
         }
+        core.metrics.udp_received.increment(got.len() as u64);
+        for (data, remote) in got.drain(..) {
+            let flow = Flow {
+                transport: SipTransport::Udp,
+                local,
+                remote,
+                conn: None,
+            };
+            super::ingress::handle(&core, data, flow, &mut out);
+        }
+        core.transports.send_all(&mut out, &core.metrics);
     }
+}
+
+/// True once the server asked the readers to stop, or is gone.
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    stop.has_changed().is_err() || *stop.borrow()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn batches_cross_loopback_both_ways() {
+    #[test]
+    fn batches_cross_loopback_both_ways() {
         let a = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let b = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let to = b.local_addr().unwrap();
@@ -211,14 +227,36 @@ mod tests {
             .map(|i| (to, Bytes::from(format!("datagram {i}"))))
             .collect();
         assert_eq!(send_batch(&a, &items).unwrap(), 70);
+        // Loopback delivers before the send returns: all 70 are queued, and three
+        // reads take them (32 + 32 + 6).
         let mut rx = Receiver::new();
         let mut got = Vec::new();
-        while got.len() < 70 {
-            b.readable().await.unwrap();
-            let _ = b.try_io(Interest::READABLE, || recv_batch(&b, &mut rx, &mut got));
-        }
+        let reads: Vec<usize> = (0..3)
+            .map(|_| recv_batch(&b, &mut rx, &mut got).unwrap())
+            .collect();
+        assert_eq!(reads, [32, 32, 6]);
         assert_eq!(got[0].0, Bytes::from("datagram 0"));
         assert_eq!(got[69].0, Bytes::from("datagram 69"));
         assert!(got.iter().all(|(_, from)| *from == a.local_addr().unwrap()));
+        // Nothing left: the next read waits for the timeout and says so.
+        let e = recv_batch(&b, &mut rx, &mut got).unwrap_err();
+        assert!(matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
+    }
+
+    #[test]
+    fn a_reader_stops_when_asked() {
+        let (stop, stopped) = watch::channel(false);
+        assert!(!stopping(&stopped));
+        stop.send(true).unwrap();
+        assert!(stopping(&stopped));
+        let (stop, stopped) = watch::channel(false);
+        drop(stop);
+        assert!(
+            stopping(&stopped),
+            "a reader whose server is gone stops too"
+        );
     }
 }
