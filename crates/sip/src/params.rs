@@ -8,7 +8,7 @@ use std::fmt;
 
 use compact_str::CompactString;
 
-use crate::text::{Scanner, escape_quoted, is_token, is_token_byte};
+use crate::text::{Scanner, escape_quoted, is_token, is_token_byte, unquote};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParamValue {
@@ -22,6 +22,14 @@ impl ParamValue {
     pub fn as_str(&self) -> &str {
         match self {
             Self::Token(s) | Self::Quoted(s) => s,
+        }
+    }
+
+    /// The value with a quoted-string's escapes resolved.
+    pub fn unquoted(&self) -> CompactString {
+        match self {
+            Self::Token(t) => t.clone(),
+            Self::Quoted(q) => unquote(q),
         }
     }
 }

@@ -34,19 +34,18 @@ pub fn parse_datagram(buf: Bytes) -> Result<Message, ParseError> {
     let (mut msg, body_start) =
         parse_head(&buf, start, start + header_end.0, start + header_end.1)?;
     let available = buf.len() - body_start;
-    let lengths = content_lengths(&msg)?;
-    let body_len = match lengths.as_slice() {
-        [] => available,
-        [len] => {
-            if *len > available {
+    let body_len = match content_length(&msg)? {
+        Length::Absent => available,
+        Length::One(len) => {
+            if len > available {
                 return Err(ParseError::malformed(format!(
                     "Content-Length {len} is larger than the {available} bytes of body"
                 )));
             }
-            *len
+            len
         }
         // Conflicting values: keep everything, the application answers 400.
-        _ => available,
+        Length::Conflicting => available,
     };
     msg.body = buf.slice(body_start..body_start + body_len);
     msg.check_and_keep()?;
@@ -85,11 +84,10 @@ pub fn parse_stream(buf: &Bytes) -> Result<Framed, ParseError> {
         return Ok(Framed::Incomplete);
     };
     let (mut msg, body_start) = parse_head(buf, start, start + line_end, start + body_off)?;
-    let lengths = content_lengths(&msg)?;
-    let len = match lengths.as_slice() {
-        [] => 0,
-        [len] => *len,
-        _ => {
+    let len = match content_length(&msg)? {
+        Length::Absent => 0,
+        Length::One(len) => len,
+        Length::Conflicting => {
             return Err(ParseError::malformed(
                 "conflicting Content-Length values on a stream",
             ));
@@ -109,14 +107,23 @@ pub fn parse_stream(buf: &Bytes) -> Result<Framed, ParseError> {
     Ok(Framed::Message(Box::new(msg), body_start + len))
 }
 
-/// Distinct Content-Length values (repeats of the same value are harmless).
-fn content_lengths(msg: &Message) -> Result<Vec<usize>, ParseError> {
-    let mut out = Vec::new();
+/// The Content-Length: none, one value (repeats of the same value are harmless), or
+/// conflicting values.
+enum Length {
+    Absent,
+    One(usize),
+    Conflicting,
+}
+
+fn content_length(msg: &Message) -> Result<Length, ParseError> {
+    let mut out = Length::Absent;
     for v in msg.header_values(&HeaderName::ContentLength) {
         let len = parse_content_length(v)?;
-        if !out.contains(&len) {
-            out.push(len);
-        }
+        out = match out {
+            Length::Absent => Length::One(len),
+            Length::One(l) if l == len => Length::One(l),
+            _ => Length::Conflicting,
+        };
     }
     Ok(out)
 }

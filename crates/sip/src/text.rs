@@ -260,17 +260,19 @@ pub fn split_byte(s: &str, sep: u8) -> impl Iterator<Item = &str> {
     })
 }
 
-pub fn split_commas(value: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut sc = Scanner::new(value);
-    loop {
-        let part = sc.until_unquoted(b',');
-        out.push(part.trim_matches(|c| c == ' ' || c == '\t'));
-        if !sc.eat_exact(b',') {
-            break;
+pub fn split_commas(value: &str) -> impl Iterator<Item = &str> {
+    // An iterator, not a Vec: every list header of every message goes through here.
+    let mut sc = Some(Scanner::new(value));
+    std::iter::from_fn(move || {
+        let s = sc.as_mut()?;
+        let part = s
+            .until_unquoted(b',')
+            .trim_matches(|c| c == ' ' || c == '\t');
+        if !s.eat_exact(b',') {
+            sc = None;
         }
-    }
-    out
+        Some(part)
+    })
 }
 
 /// Removes the backslash of each quoted-pair.
@@ -377,10 +379,11 @@ mod tests {
         assert_eq!(unquote(r#"a \"b\" c"#), r#"a "b" c"#);
         assert_eq!(Scanner::new("\"open").quoted(), None);
         assert_eq!(
-            split_commas(r#"<sip:a,b@x>, "c,d" <sip:e>, f"#),
+            split_commas(r#"<sip:a,b@x>, "c,d" <sip:e>, f"#).collect::<Vec<_>>(),
             vec!["<sip:a,b@x>", "\"c,d\" <sip:e>", "f"]
         );
-        assert_eq!(split_commas("a,,b"), vec!["a", "", "b"]);
+        assert_eq!(split_commas("a,,b").collect::<Vec<_>>(), vec!["a", "", "b"]);
+        assert_eq!(split_commas("").collect::<Vec<_>>(), vec![""]);
         assert_eq!(quote(r#"x"y\"#), r#""x\"y\\""#);
     }
 }

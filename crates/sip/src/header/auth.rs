@@ -6,7 +6,7 @@ use std::fmt;
 use compact_str::CompactString;
 
 use crate::params::ParamValue;
-use crate::text::{Scanner, escape_quoted, is_token_byte, split_commas, unquote};
+use crate::text::{Scanner, escape_quoted, is_token_byte, split_commas};
 
 /// `scheme param=value, …` as written; the digest views below read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,12 +20,11 @@ impl AuthHeader {
         let mut sc = Scanner::new(s);
         sc.skip_ws();
         let scheme = sc.token().ok_or("missing authentication scheme")?.into();
-        let mut params = Vec::new();
+        // Digest credentials have about ten parameters.
+        let mut params = Vec::with_capacity(10);
         let rest = sc.rest().trim_start();
         if !rest.is_empty() {
-            let parts = split_commas(rest);
-            params.reserve_exact(parts.len());
-            for part in parts {
+            for part in split_commas(rest) {
                 let mut ps = Scanner::new(part);
                 let name = ps
                     .token()
@@ -64,10 +63,7 @@ impl AuthHeader {
         self.params
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| match v {
-                ParamValue::Token(t) => t.clone(),
-                ParamValue::Quoted(q) => unquote(q),
-            })
+            .map(|(_, v)| v.unquoted())
     }
 }
 
@@ -168,21 +164,54 @@ impl DigestCredentials {
         if !h.is_digest() {
             return Err(format!("`{}` credentials are not digest", h.scheme));
         }
-        let need = |n: &str| {
-            h.get(n)
-                .ok_or_else(|| format!("digest credentials without {n}"))
+        // One pass over the parameters (the first of each name counts, as in `get`):
+        // this runs for every authenticated request.
+        const NAMES: [&str; 10] = [
+            "username",
+            "realm",
+            "nonce",
+            "uri",
+            "response",
+            "algorithm",
+            "cnonce",
+            "opaque",
+            "qop",
+            "nc",
+        ];
+        let mut found: [Option<CompactString>; 10] = Default::default();
+        for (name, value) in &h.params {
+            if let Some(i) = NAMES.iter().position(|n| name.eq_ignore_ascii_case(n))
+                && found[i].is_none()
+            {
+                found[i] = Some(value.unquoted());
+            }
+        }
+        let [
+            username,
+            realm,
+            nonce,
+            uri,
+            response,
+            algorithm,
+            cnonce,
+            opaque,
+            qop,
+            nc,
+        ] = found;
+        let need = |v: Option<CompactString>, n: &str| {
+            v.ok_or_else(|| format!("digest credentials without {n}"))
         };
         let creds = Self {
-            username: need("username")?,
-            realm: need("realm")?,
-            nonce: need("nonce")?,
-            uri: need("uri")?,
-            response: need("response")?,
-            algorithm: h.get("algorithm"),
-            cnonce: h.get("cnonce"),
-            opaque: h.get("opaque"),
-            qop: h.get("qop"),
-            nc: h.get("nc"),
+            username: need(username, "username")?,
+            realm: need(realm, "realm")?,
+            nonce: need(nonce, "nonce")?,
+            uri: need(uri, "uri")?,
+            response: need(response, "response")?,
+            algorithm,
+            cnonce,
+            opaque,
+            qop,
+            nc,
         };
         if let Some(nc) = &creds.nc
             && (nc.len() != 8 || u32::from_str_radix(nc, 16).is_err())

@@ -191,7 +191,6 @@ pub fn parse_tokens(s: &str) -> Result<Vec<String>, String> {
         return Ok(Vec::new());
     }
     split_commas(s)
-        .into_iter()
         .map(|t| {
             if is_token(t) {
                 Ok(t.to_owned())

@@ -80,7 +80,6 @@ impl NameAddr {
     /// Parses a comma-separated list (Route, Record-Route, Contact).
     pub fn parse_list(s: &str) -> Result<Vec<Self>, String> {
         split_commas(s)
-            .into_iter()
             .map(|part| {
                 if part.is_empty() {
                     Err("empty element in a list".to_owned())

@@ -105,7 +105,6 @@ impl Via {
     /// All Via values of one header line.
     pub fn parse_list(s: &str) -> Result<Vec<Self>, String> {
         split_commas(s)
-            .into_iter()
             .map(|p| {
                 if p.is_empty() {
                     Err("empty Via element".to_owned())

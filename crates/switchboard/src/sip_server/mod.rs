@@ -105,6 +105,15 @@ impl DateHeader {
 
 const NONCE_SHARDS: usize = 16;
 
+/// Appends `n` as 16 lower-case hex digits, without the formatter (every response's To
+/// tag is one).
+fn push_hex(out: &mut String, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(DIGITS[(n >> (shift * 4)) as usize & 0xf]));
+    }
+}
+
 impl SipCore {
     /// A response to `req` with a To tag (deterministic for the request, so a
     /// retransmission answered statelessly gets the same tag).
@@ -120,13 +129,18 @@ impl SipCore {
                 .windows(3)
                 .any(|w| w.eq_ignore_ascii_case(b"tag"));
             let tagged = if !maybe_tag {
-                Some(format!("{to};tag={:016x}", self.stateless_tag(req)))
+                let mut value = String::with_capacity(to.len() + 21);
+                value.push_str(to);
+                value.push_str(";tag=");
+                push_hex(&mut value, self.stateless_tag(req));
+                Some(value)
             } else {
                 switchboard_sip::header::NameAddr::parse(to)
                     .ok()
                     .filter(|addr| addr.tag().is_none())
                     .map(|mut addr| {
-                        let tag = format!("{:016x}", self.stateless_tag(req));
+                        let mut tag = String::with_capacity(16);
+                        push_hex(&mut tag, self.stateless_tag(req));
                         addr.params.set("tag", Some(&tag));
                         addr.to_string()
                     })
@@ -404,4 +418,23 @@ fn node_name() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "switchboard".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_tags_are_sixteen_digits_like_the_formatter_writes() {
+        for n in [
+            0,
+            1,
+            0xf,
+            0x0123_4567_89ab_cdef,
+            u64::MAX,
+            0x8000_0000_0000_0000,
+        ] {
+            let mut s = String::new();
+            super::push_hex(&mut s, n);
+            assert_eq!(s, format!("{n:016x}"));
+        }
+    }
 }
