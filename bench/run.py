@@ -895,91 +895,126 @@ def ladder(args) -> list[float]:
     return rates
 
 
-def bench_target(args, target: Target, workdir: Path, inj: list[Path]) -> dict:
-    res: dict = {"target": target.name, "steps": []}
-    log(f"\n== {target.name}: starting")
-    t_start = time.monotonic()
-    target.start()
-    res["info"] = target.info
-    res["label"] = target.label
-    log(f"  listening on udp:{HOST}:{target.port}  ({target.info.get('version', '')})")
-    res["preflight"] = preflight(target.name, target.port, target.users,
-                                 want_sha256=target.name == "switchboard"
-                                 and "SHA-256" in args.switchboard_digest.upper())
-    log("  pre-flight: right secret -> 200, wrong secret -> "
-        f"{res['preflight']['md5_wrong_secret'].get('status')}")
-    time.sleep(1.0)
-    res["memory_idle"] = target.memory()
-    res["bindings_idle"] = target.bindings()
+class TargetRun:
+    """One target's part of a run: start, pre-flight and warm-up, then the rising rates
+    (`next_rate` / `record`) until its first failing step, then the bisection."""
 
-    # Warm-up: every user registers once, at a modest rate: creates the 10,000 bindings.
-    n = len(target.users)
-    wrate = min(args.warmup_rate, args.start_rate)
-    log(f"  warm-up: {n} registrations at {wrate:.0f}/s (one per user)")
-    warm = run_sipp_step(args, target, inj, wrate, n, workdir / target.name / "warmup")
-    log(fmt_step(warm))
-    res["warmup"] = warm
-    if warm["successful"] != n:
-        raise BenchError(f"{target.name}: warm-up registered {warm['successful']}/{n} users "
-                         f"({'; '.join(warm['fail_reasons'])})")
-    time.sleep(1.0)
-    res["memory_loaded"] = target.memory()
-    res["bindings_loaded"] = target.bindings()
-    mem = {}
-    if target.name == "switchboard":
-        a, b = res["memory_idle"].get("rss_bytes"), res["memory_loaded"].get("rss_bytes")
-        if a and b:
-            mem = {"rss_idle_bytes": a, "rss_loaded_bytes": b,
-                   "bytes_per_binding": round((b - a) / n, 1)}
-    else:
-        a, b = res["memory_idle"].get("shm_used_bytes"), res["memory_loaded"].get("shm_used_bytes")
-        if a is not None and b is not None:
-            mem = {"shm_idle_bytes": a, "shm_loaded_bytes": b,
-                   "shm_bytes_per_binding": round((b - a) / n, 1)}
-    res["memory_per_binding"] = mem
+    def __init__(self, args, target: Target, workdir: Path, inj: list[Path]):
+        self.args, self.target, self.workdir, self.inj = args, target, workdir, inj
+        self.res: dict = {"target": target.name, "steps": []}
+        self.rates = ladder(args)
+        self.best: dict | None = None
+        self.first_fail: dict | None = None
+        self.lo = self.hi = 0.0
+        self.refines = 0
+        self.t_start = time.monotonic()
 
-    # Rising rates.
-    best: dict | None = None
-    first_fail: dict | None = None
-    for rate in ladder(args):
-        step = measured_step(args, target, inj, rate, workdir, "ramp")
-        res["steps"].append(step)
-        if not target.alive():
-            raise BenchError(f"{target.name} died during the {rate:.0f}/s step:\n{target.log_tail()}")
-        if step["passed"]:
-            best = step
+    def prepare(self) -> None:
+        args, target, res = self.args, self.target, self.res
+        log(f"\n== {target.name}: starting")
+        target.start()
+        res["info"] = target.info
+        res["label"] = target.label
+        log(f"  listening on udp:{HOST}:{target.port}  ({target.info.get('version', '')})")
+        res["preflight"] = preflight(target.name, target.port, target.users,
+                                     want_sha256=target.name == "switchboard"
+                                     and "SHA-256" in args.switchboard_digest.upper())
+        log("  pre-flight: right secret -> 200, wrong secret -> "
+            f"{res['preflight']['md5_wrong_secret'].get('status')}")
+        time.sleep(1.0)
+        res["memory_idle"] = target.memory()
+        res["bindings_idle"] = target.bindings()
+
+        # Warm-up: every user registers once, at a modest rate: creates the 10,000 bindings.
+        n = len(target.users)
+        wrate = min(args.warmup_rate, args.start_rate)
+        log(f"  warm-up: {n} registrations at {wrate:.0f}/s (one per user)")
+        warm = run_sipp_step(args, target, self.inj, wrate, n, self.workdir / target.name / "warmup")
+        log(fmt_step(warm))
+        res["warmup"] = warm
+        if warm["successful"] != n:
+            raise BenchError(f"{target.name}: warm-up registered {warm['successful']}/{n} users "
+                             f"({'; '.join(warm['fail_reasons'])})")
+        time.sleep(1.0)
+        res["memory_loaded"] = target.memory()
+        res["bindings_loaded"] = target.bindings()
+        mem = {}
+        if target.name == "switchboard":
+            a, b = res["memory_idle"].get("rss_bytes"), res["memory_loaded"].get("rss_bytes")
+            if a and b:
+                mem = {"rss_idle_bytes": a, "rss_loaded_bytes": b,
+                       "bytes_per_binding": round((b - a) / n, 1)}
         else:
-            first_fail = step
-            break
-    # Refine between the last passing and the first failing rate (bisection).
-    if best and first_fail and not args.rates:
-        lo, hi = best["rate_asked"], first_fail["rate_asked"]
-        for _ in range(args.refine):
-            if hi / lo < 1.04:
-                break
-            mid = round((lo + hi) / 2 / 50) * 50
-            time.sleep(2)
-            step = measured_step(args, target, inj, mid, workdir, "refine")
-            res["steps"].append(step)
+            a, b = res["memory_idle"].get("shm_used_bytes"), res["memory_loaded"].get("shm_used_bytes")
+            if a is not None and b is not None:
+                mem = {"shm_idle_bytes": a, "shm_loaded_bytes": b,
+                       "shm_bytes_per_binding": round((b - a) / n, 1)}
+        res["memory_per_binding"] = mem
+
+    def next_step(self) -> tuple[float, str] | None:
+        """The next rate to run and its phase, or None when this target is done: the
+        ramp until the first failing step, then bisection between the last passing and
+        the first failing rate."""
+        if self.first_fail is None:
+            if self.rates:
+                return self.rates.pop(0), "ramp"
+            return None
+        if self.best is None or self.args.rates or self.refines >= self.args.refine \
+                or self.hi / self.lo < 1.04:
+            return None
+        return round((self.lo + self.hi) / 2 / 50) * 50, "refine"
+
+    def record(self, step: dict) -> None:
+        self.res["steps"].append(step)
+        if not self.target.alive():
+            raise BenchError(f"{self.target.name} died during the {step['rate_asked']:.0f}/s "
+                             f"step:\n{self.target.log_tail()}")
+        if step["phase"] == "refine":
+            self.refines += 1
             if step["passed"]:
-                lo, best = mid, step
+                self.lo, self.best = step["rate_asked"], step
             else:
-                hi = mid
-            if not target.alive():
-                raise BenchError(f"{target.name} died:\n{target.log_tail()}")
-    res["best"] = best
-    fails = [st["rate_asked"] for st in res["steps"] if not st["passed"]]
-    res["lowest_failing_rate"] = min(fails) if fails else None
-    res["bindings_final"] = target.bindings()
-    res["memory_final"] = target.memory()
-    res["seconds"] = round(time.monotonic() - t_start, 1)
-    if best is None:
-        log(f"  {target.name}: no step passed")
-    else:
-        log(f"  {target.name}: highest sustained rate {best['rate_achieved']:.0f}/s "
-            f"(asked {best['rate_asked']:.0f}/s), target CPU {best['target_cpu_s_per_10k']} s "
-            f"per 10k = {best['target_cpu_us_per_reg']} us/registration")
-    return res
+                self.hi = step["rate_asked"]
+        elif step["passed"]:
+            self.best = step
+        else:
+            self.first_fail = step
+            if self.best:
+                self.lo, self.hi = self.best["rate_asked"], step["rate_asked"]
+
+    def finish(self) -> dict:
+        res, target, best = self.res, self.target, self.best
+        res["best"] = best
+        fails = [st["rate_asked"] for st in res["steps"] if not st["passed"]]
+        res["lowest_failing_rate"] = min(fails) if fails else None
+        res["bindings_final"] = target.bindings()
+        res["memory_final"] = target.memory()
+        res["seconds"] = round(time.monotonic() - self.t_start, 1)
+        if best is None:
+            log(f"  {target.name}: no step passed")
+        else:
+            log(f"  {target.name}: highest sustained rate {best['rate_achieved']:.0f}/s "
+                f"(asked {best['rate_asked']:.0f}/s), target CPU {best['target_cpu_s_per_10k']} s "
+                f"per 10k = {best['target_cpu_us_per_reg']} us/registration")
+        return res
+
+
+def run_interleaved(args, runs: list[TargetRun]) -> None:
+    """Steps of the targets in turn (A at r1, B at r1, A at r2, …), so that a change in
+    the shared machine's speed during the run affects both alike. Each target keeps its
+    own ramp and bisection."""
+    active = list(runs)
+    while active:
+        for run in list(active):
+            nxt = run.next_step()
+            if nxt is None:
+                active.remove(run)
+                continue
+            rate, phase = nxt
+            if phase == "refine":
+                time.sleep(2)
+            log(f"  [{run.target.name}]")
+            run.record(measured_step(args, run.target, run.inj, rate, run.workdir, phase))
 
 
 def self_check(args, target: Target, workdir: Path, inj: list[Path]) -> dict:
@@ -1096,6 +1131,14 @@ def print_table(results: dict, args) -> str:
 # Environment
 # --------------------------------------------------------------------------------------
 
+def stop_target(target: Target) -> None:
+    target.stop()
+    try:
+        wait_port_free(target.port)
+    except BenchError as e:
+        log(str(e))
+
+
 def run_text(cmd: list[str]) -> str:
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
@@ -1200,6 +1243,9 @@ def main() -> int:
                     help="a failed step during which other processes used more cores than "
                          "this is run again")
     ap.add_argument("--noise-retries", type=int, default=2)
+    ap.add_argument("--sequential", action="store_true",
+                    help="run one target's whole ramp after the other's (default: their steps "
+                         "alternate, so that the shared machine's drift affects both alike)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--out", help="result JSON path (default bench/results/<UTC date>-reg-storm.json)")
     args = ap.parse_args()
@@ -1241,27 +1287,47 @@ def main() -> int:
                 log(f"switchboard: {e}")
                 targets = [t for t in targets if t != "switchboard"]
                 rc = 1
-        for name in targets:
-            cls = Kamailio if name == "kamailio" else Switchboard
-            target = cls(args, workdir, users)
-            try:
-                if args.self_check:
-                    target.start()
-                    report.setdefault("self_check", {})[name] = self_check(args, target, workdir, inj)
-                    target.stop()
-                    wait_port_free(target.port)
-                report["results"][name] = bench_target(args, target, workdir, inj)
-            except BenchError as e:
-                log(f"\n{name}: {e}")
-                partial = {"target": name, "error": str(e), "info": target.info}
-                report["results"][name] = partial
-                rc = 1
-            finally:
-                target.stop()
+        # Every target is started, checked and warmed up first; then their steps run
+        # in turn (or, with --sequential, one target's whole ramp after the other's).
+        runs: list[TargetRun] = []
+        try:
+            for name in targets:
+                cls = Kamailio if name == "kamailio" else Switchboard
+                target = cls(args, workdir, users)
                 try:
-                    wait_port_free(target.port)
+                    if args.self_check:
+                        target.start()
+                        report.setdefault("self_check", {})[name] = self_check(args, target, workdir, inj)
+                        target.stop()
+                        wait_port_free(target.port)
+                    run = TargetRun(args, target, workdir, inj)
+                    if args.sequential:
+                        run.prepare()
+                        run_interleaved(args, [run])
+                        report["results"][name] = run.finish()
+                        stop_target(target)
+                    else:
+                        runs.append(run)
+                        run.prepare()
                 except BenchError as e:
-                    log(str(e))
+                    log(f"\n{name}: {e}")
+                    report["results"][name] = {"target": name, "error": str(e), "info": target.info}
+                    rc = 1
+                    runs = [r for r in runs if r.target is not target]
+                    stop_target(target)
+            if runs:
+                try:
+                    run_interleaved(args, runs)
+                    for run in runs:
+                        report["results"][run.target.name] = run.finish()
+                except BenchError as e:
+                    log(f"\n{e}")
+                    for run in runs:
+                        report["results"].setdefault(run.target.name, run.res)
+                    rc = 1
+        finally:
+            for run in runs:
+                stop_target(run.target)
     except KeyboardInterrupt:
         log("\ninterrupted: stopping everything")
         rc = 130
