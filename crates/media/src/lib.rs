@@ -1,4 +1,7 @@
 //! Sans-IO media library: RTP/RTCP, codecs, DTMF and the relay engine.
 //!
-//! Filled by the calls and media-applications issues; like `switchboard-sip` it
-//! knows nothing about extensions, databases or sockets.
+//! Like `switchboard-sip` it knows nothing about extensions, databases or sockets: the
+//! server reads packets, asks this crate what to do with them, and sends.
+
+pub mod relay;
+pub mod rtp;
