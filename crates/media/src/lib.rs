@@ -3,5 +3,6 @@
 //! Like `switchboard-sip` it knows nothing about extensions, databases or sockets: the
 //! server reads packets, asks this crate what to do with them, and sends.
 
+pub mod ports;
 pub mod relay;
 pub mod rtp;
