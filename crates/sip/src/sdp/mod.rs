@@ -20,6 +20,7 @@
 //! assert!(sd.to_string().contains("m=audio 4000 RTP/AVP 0 101\r\n"));
 //! ```
 
+mod anchor;
 mod attrs;
 mod parse;
 mod write;
