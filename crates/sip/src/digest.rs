@@ -3,11 +3,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-
-use foldhash::fast::RandomState;
 use std::net::IpAddr;
 
 use base64::Engine;
+use foldhash::fast::RandomState;
 use hmac::{Hmac, Mac};
 use md5::Md5;
 use sha2::{Digest, Sha256};

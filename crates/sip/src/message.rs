@@ -565,17 +565,9 @@ impl Message {
                 let _ = write!(out, "{method} {uri} SIP/2.0\r\n");
             }
             StartLine::Response { code, reason } => {
-                // Three digits, written without the formatter (this is every response).
+                // Without the formatter: this is every response.
                 out.extend_from_slice(b"SIP/2.0 ");
-                if (100..1000).contains(code) {
-                    out.extend_from_slice(&[
-                        b'0' + (code / 100) as u8,
-                        b'0' + (code / 10 % 10) as u8,
-                        b'0' + (code % 10) as u8,
-                    ]);
-                } else {
-                    let _ = write!(out, "{code}");
-                }
+                out.extend_from_slice(itoa::Buffer::new().format(*code).as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(reason.as_bytes());
                 out.extend_from_slice(b"\r\n");

@@ -277,10 +277,7 @@ impl fmt::Display for SipUri {
             }
             f.write_str("@")?;
         }
-        match &self.host {
-            Host::Domain(d) => f.write_str(d)?,
-            host => write!(f, "{host}")?,
-        }
+        fmt::Display::fmt(&self.host, f)?;
         if let Some(p) = self.port {
             f.write_str(":")?;
             f.write_str(itoa::Buffer::new().format(p))?;

@@ -108,10 +108,9 @@ const NONCE_SHARDS: usize = 16;
 /// Appends `n` as 16 lower-case hex digits, without the formatter (every response's To
 /// tag is one).
 fn push_hex(out: &mut String, n: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..16).rev() {
-        out.push(char::from(DIGITS[(n >> (shift * 4)) as usize & 0xf]));
-    }
+    let mut buf = [0u8; 16];
+    hex::encode_to_slice(n.to_be_bytes(), &mut buf).expect("16 digits for 8 bytes");
+    out.push_str(std::str::from_utf8(&buf).expect("hex is ASCII"));
 }
 
 impl SipCore {
