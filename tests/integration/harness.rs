@@ -367,6 +367,16 @@ impl Client {
     }
 
     /// Sends a raw body with a content type.
+    /// `GET path` as text (CSV, Prometheus metrics).
+    pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    }
+
     pub async fn raw(
         &self,
         method: Method,

@@ -27,15 +27,15 @@ use crate::harness::{Client, TestDb, TestServer, skip_or_fail, test_config};
 /// A tool still running after this is killed and fails its test.
 const TOOL_DEADLINE: Duration = Duration::from_secs(20);
 
-const SECRET_2001: &str = "interop-secret-2001";
-const SECRET_2002: &str = "interop-secret-2002";
+pub(crate) const SECRET_2001: &str = "interop-secret-2001";
+pub(crate) const SECRET_2002: &str = "interop-secret-2002";
 
 // ---------------------------------------------------------------------------------------
 // Tools
 // ---------------------------------------------------------------------------------------
 
 /// Whether `binary` is on PATH; when it is not, the test is skipped (a failure in CI).
-fn installed(binary: &str, package: &str) -> bool {
+pub(crate) fn installed(binary: &str, package: &str) -> bool {
     let found = std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()));
     if !found {
@@ -54,7 +54,7 @@ fn scenario(name: &str) -> PathBuf {
 
 /// A port free on 127.0.0.1 for UDP and TCP, never handed out twice by this process
 /// (the tool binds it a moment later).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     loop {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -98,9 +98,9 @@ async fn run(mut cmd: tokio::process::Command) -> (ExitStatus, String, String) {
     )
 }
 
-/// One run of a SIPp scenario: a single call (`-m 1`) from 127.0.0.1 on a free port,
-/// message and error traces in a temporary directory.
-struct Sipp {
+/// One run of a SIPp scenario: a single call (`-m 1`) from 127.0.0.1 on a free port
+/// (or the one given), message and error traces in a temporary directory.
+pub(crate) struct Sipp {
     scenario: &'static str,
     /// `u1` (UDP) or `t1` (TCP).
     transport: &'static str,
@@ -109,68 +109,130 @@ struct Sipp {
     service: String,
     /// `-au` / `-ap`, for `[authentication]`.
     credentials: Option<(String, String)>,
+    /// The local port, when it matters (a callee answers where it registered from).
+    port: Option<u16>,
+    /// `-key name value`: the scenario's `[name]`.
+    keys: Vec<(String, String)>,
+}
+
+/// A SIPp started in the background.
+pub(crate) struct SippRun {
+    child: tokio::process::Child,
+    dir: tempfile::TempDir,
+    label: String,
+}
+
+impl SippRun {
+    /// Waits for it to end (killed after [`TOOL_DEADLINE`]): status, report, stderr.
+    pub(crate) async fn finish(self) -> (ExitStatus, String, String) {
+        let out = tokio::time::timeout(TOOL_DEADLINE, self.child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not finish within {TOOL_DEADLINE:?}", self.label))
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let report = format!(
+            "{}: {}\n--- stderr\n{stderr}\n--- errors\n{}\n--- messages\n{}\n--- screen (end)\n{}",
+            self.label,
+            out.status,
+            read("errors.log"),
+            read("messages.log"),
+            tail(&stdout, 25),
+        );
+        (out.status, report, stderr)
+    }
+
+    /// Asserts that it ended with every message the one expected.
+    pub(crate) async fn passed(self) {
+        let (status, report, _) = self.finish().await;
+        assert!(status.success(), "{report}");
+    }
 }
 
 impl Sipp {
-    fn new(scenario: &'static str, target: SocketAddr, service: &str) -> Self {
+    pub(crate) fn new(scenario: &'static str, target: SocketAddr, service: &str) -> Self {
         Self {
             scenario,
             transport: "u1",
             target,
             service: service.into(),
             credentials: None,
+            port: None,
+            keys: Vec::new(),
         }
     }
 
-    fn tcp(mut self) -> Self {
+    pub(crate) fn tcp(mut self) -> Self {
         self.transport = "t1";
         self
     }
 
-    fn auth(mut self, user: &str, password: &str) -> Self {
+    pub(crate) fn auth(mut self, user: &str, password: &str) -> Self {
         self.credentials = Some((user.into(), password.into()));
         self
     }
 
+    pub(crate) fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    pub(crate) fn key(mut self, name: &str, value: &str) -> Self {
+        self.keys.push((name.into(), value.into()));
+        self
+    }
+
+    /// Starts SIPp in the background.
+    pub(crate) fn spawn(&self) -> SippRun {
+        let dir = tempfile::tempdir().unwrap();
+        let port = self.port.unwrap_or_else(free_port);
+        let mut cmd = tokio::process::Command::new("sipp");
+        cmd.current_dir(dir.path())
+            .arg(self.target.to_string())
+            .arg("-sf")
+            .arg(scenario(self.scenario))
+            .args(["-t", self.transport, "-i", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .args(["-s", &self.service, "-m", "1", "-nostdin"])
+            // A lost or missing answer fails within seconds, not at the deadline.
+            .args(["-timeout", "10", "-timeout_error"])
+            .args(["-trace_msg", "-message_file"])
+            .arg(dir.path().join("messages.log"))
+            .args(["-trace_err", "-error_file"])
+            .arg(dir.path().join("errors.log"));
+        if let Some((user, password)) = &self.credentials {
+            cmd.args(["-au", user, "-ap", password]);
+        }
+        for (name, value) in &self.keys {
+            cmd.args(["-key", name, value]);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let label = format!(
+            "sipp -sf {} -t {} {} -s {} -p {port}",
+            self.scenario, self.transport, self.target, self.service
+        );
+        SippRun {
+            child: cmd.spawn().expect("sipp starts"),
+            dir,
+            label,
+        }
+    }
+
     /// Exit status and a report with everything SIPp said and traced.
-    async fn run(&self) -> (ExitStatus, String) {
-        // Another program may take the port between free_port() and SIPp's bind.
+    pub(crate) async fn run(&self) -> (ExitStatus, String) {
+        // Another program may take a free port between free_port() and SIPp's bind.
         for _ in 0..3 {
-            let dir = tempfile::tempdir().unwrap();
-            let messages = dir.path().join("messages.log");
-            let errors = dir.path().join("errors.log");
-            let mut cmd = tokio::process::Command::new("sipp");
-            cmd.current_dir(dir.path())
-                .arg(self.target.to_string())
-                .arg("-sf")
-                .arg(scenario(self.scenario))
-                .args(["-t", self.transport, "-i", "127.0.0.1", "-p"])
-                .arg(free_port().to_string())
-                .args(["-s", &self.service, "-m", "1", "-nostdin"])
-                // A lost or missing answer fails within seconds, not at the deadline.
-                .args(["-timeout", "10", "-timeout_error"])
-                .args(["-trace_msg", "-message_file"])
-                .arg(&messages)
-                .args(["-trace_err", "-error_file"])
-                .arg(&errors);
-            if let Some((user, password)) = &self.credentials {
-                cmd.args(["-au", user, "-ap", password]);
-            }
-            let (status, stdout, stderr) = run(cmd).await;
-            if stderr.contains("Address already in use") {
+            let (status, report, stderr) = self.spawn().finish().await;
+            if stderr.contains("Address already in use") && self.port.is_none() {
                 continue;
             }
-            let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-            let report = format!(
-                "sipp -sf {} -t {} {} -s {}: {status}\n--- stderr\n{stderr}\n--- errors\n{}\n--- messages\n{}\n--- screen (end)\n{}",
-                self.scenario,
-                self.transport,
-                self.target,
-                self.service,
-                read(&errors),
-                read(&messages),
-                tail(&stdout, 25),
-            );
             return (status, report);
         }
         panic!("no free port for sipp after 3 tries");
@@ -178,7 +240,7 @@ impl Sipp {
 
     /// Runs the scenario and asserts that every message was the one expected and every
     /// check in it held (SIPp's exit status 0); SIPp's report otherwise.
-    async fn passes(&self) {
+    pub(crate) async fn passes(&self) {
         let (status, report) = self.run().await;
         assert!(status.success(), "{report}");
     }
@@ -186,7 +248,7 @@ impl Sipp {
 
 /// A server with extensions 2001 and 2002 (SIP secrets above), `tweak` applied to its
 /// configuration first.
-async fn server_with(tweak: impl FnOnce(&mut Config)) -> (TestServer, Client) {
+pub(crate) async fn server_with(tweak: impl FnOnce(&mut Config)) -> (TestServer, Client) {
     let db = TestDb::sqlite().await;
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&db, data_dir.path());
@@ -202,14 +264,14 @@ async fn server_with(tweak: impl FnOnce(&mut Config)) -> (TestServer, Client) {
     (server, admin)
 }
 
-async fn bindings(server: &TestServer, ext: &str) -> Vec<registrations::BindingRow> {
+pub(crate) async fn bindings(server: &TestServer, ext: &str) -> Vec<registrations::BindingRow> {
     registrations::for_extension(server.db().pool(), ext, Timestamp::now())
         .await
         .unwrap()
 }
 
 /// The data of every event of type `kind`, oldest first.
-async fn events_of(server: &TestServer, kind: &str) -> Vec<Value> {
+pub(crate) async fn events_of(server: &TestServer, kind: &str) -> Vec<Value> {
     events::after(server.db().pool(), 0, 1000)
         .await
         .unwrap()
@@ -229,7 +291,7 @@ async fn phones_of(admin: &Client, ext: &str) -> Vec<Value> {
 }
 
 /// Polls until `check` holds; fails after 10 s with `what`.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,

@@ -6,6 +6,7 @@ mod sip_phone;
 
 mod auth;
 mod browser;
+mod calls;
 mod cli;
 mod config_example;
 mod extensions;

@@ -3,8 +3,9 @@
 //! No sockets, no async runtime, no clock, no PBX knowledge. The parts:
 //! [`parse`] (bytes → [`Message`]), [`message`] (model, typed header access, writer),
 //! [`uri`], [`header`], [`digest`] (authentication), [`validate`] (what a UAS checks
-//! before acting), [`sdp`], and the RFC 3261 §17 transactions.
+//! before acting), [`sdp`], the RFC 3261 §17 transactions and [`dialog`] state.
 
+pub mod dialog;
 pub mod digest;
 pub mod error;
 pub mod header;

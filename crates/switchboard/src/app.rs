@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::features::auth::AuthService;
+use crate::features::calls::CdrService;
 use crate::features::events::Changes;
 use crate::features::extensions::ExtensionService;
 use crate::features::registered_phones::RegisteredPhoneService;
@@ -20,6 +21,7 @@ pub struct App {
     pub registered_phones: RegisteredPhoneService,
     pub extensions: ExtensionService,
     pub auth: AuthService,
+    pub cdr: CdrService,
 }
 
 impl App {
@@ -38,6 +40,7 @@ impl App {
         let extensions = ExtensionService::new(db.clone(), &config, changes.clone());
         let auth = AuthService::new(db.clone(), extensions.clone(), &config);
         let registered_phones = RegisteredPhoneService::new(db.clone());
+        let cdr = CdrService::new(db.clone());
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -45,6 +48,7 @@ impl App {
             extensions,
             auth,
             registered_phones,
+            cdr,
         })
     }
 }

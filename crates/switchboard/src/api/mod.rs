@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod calls;
 pub mod error;
 pub mod extensions;
 pub mod extract;
@@ -53,6 +54,7 @@ pub struct AppState {
     tags(
         (name = "auth", description = "Login, logout, password"),
         (name = "extensions", description = "Extensions and their credentials"),
+        (name = "calls", description = "Calls in progress and call detail records"),
         (name = "voicemail", description = "Voicemail"),
         (name = "api-keys", description = "API keys for integrations"),
         (name = "registered-phones", description = "Devices that registered (seed 004)"),
@@ -91,6 +93,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
         .merge(extensions::routes())
+        .merge(calls::routes())
         .merge(voicemail::routes())
         .merge(api_keys::routes())
         .merge(registered_phones::routes())

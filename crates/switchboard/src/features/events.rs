@@ -17,6 +17,9 @@ pub enum EventType {
     ExtensionDeleted,
     ExtensionRegistered,
     ExtensionUnregistered,
+    CallStarted,
+    CallAnswered,
+    CallEnded,
 }
 
 impl EventType {
@@ -26,6 +29,9 @@ impl EventType {
         Self::ExtensionDeleted,
         Self::ExtensionRegistered,
         Self::ExtensionUnregistered,
+        Self::CallStarted,
+        Self::CallAnswered,
+        Self::CallEnded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +41,9 @@ impl EventType {
             Self::ExtensionDeleted => "extension.deleted",
             Self::ExtensionRegistered => "extension.registered",
             Self::ExtensionUnregistered => "extension.unregistered",
+            Self::CallStarted => "call.started",
+            Self::CallAnswered => "call.answered",
+            Self::CallEnded => "call.ended",
         }
     }
 }

@@ -1,5 +1,6 @@
-//! What the registrar needs of each extension (active, HA1s), cached in memory so a
-//! REGISTER costs no database read. Loaded at start; kept current by following the
+//! What the SIP side needs of each extension (active, HA1s, and for calls its name,
+//! forwarding and voicemail), cached in memory so a REGISTER or INVITE costs no
+//! database read. Loaded at start; kept current by following the
 //! event outbox (changes made by the API, the CLI or another node all pass through
 //! it); a miss is looked up once and remembered, absent numbers included.
 
@@ -13,6 +14,7 @@ use tokio::sync::watch;
 
 use super::SipCore;
 use crate::features::events::Change;
+use crate::features::extensions::model::{CallForwarding, Extension};
 use crate::store::{self, Db};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,10 @@ pub struct SipCredential {
     pub realm: Option<String>,
     pub ha1_md5: Option<String>,
     pub ha1_sha256: Option<String>,
+    /// The display name callers see.
+    pub name: String,
+    pub forwarding: Option<CallForwarding>,
+    pub voicemail_enabled: bool,
 }
 
 impl SipCredential {
@@ -52,6 +58,9 @@ fn credential(row: &store::extensions::ExtensionRow) -> SipCredential {
         realm: row.sip_realm.clone(),
         ha1_md5: row.sip_ha1_md5.clone(),
         ha1_sha256: row.sip_ha1_sha256.clone(),
+        name: row.name.clone(),
+        forwarding: Extension::from(row).call_forwarding,
+        voicemail_enabled: row.voicemail_enabled,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Every SIP message starts here: parse, refuse what is malformed with a 400 that says
 //! why (or drop it when no response can be built), check what a UAS must check, and
-//! hand the request to the registrar or answer it.
+//! hand the message to the registrar or the call engine, or answer it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -14,8 +14,19 @@ use switchboard_sip::{ErrorKind, Message, Method, parse_datagram};
 use super::transport::{Flow, Outbox};
 use super::{SipCore, registrar};
 
-/// What this element handles today; everything else gets 405/501 with this Allow.
-pub const METHODS: &[Method] = &[Method::Register, Method::Options];
+/// What this element handles; everything else gets 405/501 with this Allow.
+pub const METHODS: &[Method] = &[
+    Method::Register,
+    Method::Options,
+    Method::Invite,
+    Method::Ack,
+    Method::Bye,
+    Method::Cancel,
+    Method::Update,
+    Method::Info,
+    Method::Notify,
+    Method::Message,
+];
 const SUPPORTED: &[&str] = &["path", "outbound"];
 const ACCEPT: &[&str] = &["application/sdp"];
 
@@ -54,10 +65,12 @@ pub fn handle_parsed(core: &Arc<SipCore>, msg: Message, flow: Flow, out: &mut Ou
 
 fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox) {
     let Some(method) = req.method().cloned() else {
-        // No client transactions yet: a response is a stray, and strays are dropped.
+        // Responses belong to the call engine's client transactions (strays it drops).
+        core.calls.submit(req, flow);
         return;
     };
     if method == Method::Ack {
+        core.calls.submit(req, flow);
         return;
     }
     let Some(reply_flow) = stamp_via(&mut req, &flow) else {
@@ -86,6 +99,22 @@ fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox)
             resp.push(HeaderName::Accept, ACCEPT.join(", "));
             resp.push(HeaderName::Supported, SUPPORTED.join(", "));
             out.push(&reply_flow, &resp);
+        }
+        Method::Invite
+        | Method::Bye
+        | Method::Cancel
+        | Method::Update
+        | Method::Info
+        | Method::Notify
+        | Method::Message => {
+            let invite = method == Method::Invite;
+            let busy = invite.then(|| core.response(&req, 503, Some("Call engine overloaded")));
+            if !core.calls.submit(req, reply_flow.clone())
+                && let Some(mut busy) = busy
+            {
+                busy.push(HeaderName::RetryAfter, "5");
+                out.push(&reply_flow, &busy);
+            }
         }
         _ => {
             let resp = core.response(&req, 501, None);

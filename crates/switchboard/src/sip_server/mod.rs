@@ -2,6 +2,8 @@
 //! location service. Protocol rules live in `switchboard-sip`; this module adds the
 //! sockets, the database and the extensions.
 
+pub mod auth;
+pub mod calls;
 pub mod credentials;
 pub mod ingress;
 pub mod location;
@@ -45,8 +47,8 @@ pub struct SipCore {
     pub nonce_lifetime: u64,
     /// Digest algorithms offered, in order; only these are accepted.
     pub digest_algorithms: Vec<Algorithm>,
-    /// The `WWW-Authenticate` headers of a 401, per algorithm and staleness.
-    pub challenges: Vec<registrar::ChallengeTemplate>,
+    /// The challenges of a 401 or 407, per algorithm and staleness.
+    pub challenges: Vec<auth::ChallengeTemplate>,
     pub nonces: NonceMint,
     /// Nonce counts, sharded by nonce so registrations do not queue on one lock.
     nonce_counts: Vec<std::sync::Mutex<NonceCounts>>,
@@ -63,6 +65,8 @@ pub struct SipCore {
     /// fingerprints.
     pub hasher: foldhash::fast::RandomState,
     pub metrics: SipMetrics,
+    /// The call engine's inbox and the calls in progress.
+    pub calls: calls::CallsHandle,
     date: DateHeader,
 }
 
@@ -275,7 +279,7 @@ impl SipServer {
             .filter(|a| !(config.security.fips_mode && *a == Algorithm::Md5))
             .collect();
         let core = Arc::new(SipCore {
-            challenges: registrar::ChallengeTemplate::all(&sip.realm, &digest_algorithms),
+            challenges: auth::ChallengeTemplate::all(&sip.realm, &digest_algorithms),
             digest_algorithms,
             realm: sip.realm.clone(),
             min_expires: sip.min_expires,
@@ -297,6 +301,7 @@ impl SipServer {
             node: node_name(),
             hasher: foldhash::fast::RandomState::default(),
             metrics: SipMetrics::new(),
+            calls: calls::CallsHandle::default(),
             date: DateHeader::default(),
             app: app.clone(),
         });
@@ -343,6 +348,17 @@ impl SipServer {
         tasks.push(tokio::spawn(location::run_expiry(
             core.clone(),
             stopped.clone(),
+        )));
+        let (records, recorded) = tokio::sync::mpsc::unbounded_channel();
+        tasks.push(tokio::spawn(calls::run(
+            core.clone(),
+            records,
+            stopped.clone(),
+        )));
+        // Last: it ends once the engine is gone and its reports are written.
+        tasks.push(tokio::spawn(crate::features::calls::run_recorder(
+            app.db.clone(),
+            recorded,
         )));
         tasks.push(tokio::spawn(credentials::run_refresh(
             core.clone(),

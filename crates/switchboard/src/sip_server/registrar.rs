@@ -13,15 +13,13 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
-use switchboard_sip::digest::{self, Algorithm, DigestFailure, NonceCheck};
-use switchboard_sip::header::{
-    Contacts, DigestChallenge, DigestCredentials, HeaderName, NameAddr, Via,
-};
+use switchboard_sip::header::{Contacts, HeaderName, NameAddr};
 use switchboard_sip::{Message, Uri};
 
 use tokio::sync::mpsc;
 
 use super::SipCore;
+use super::auth::{self, Challenger, Verdict};
 use super::credentials::SipCredential;
 use super::location::{Binding, event_data};
 use super::persist::{PersistJob, Reply};
@@ -94,72 +92,8 @@ enum Outcome {
     Persist(Box<PersistJob>, Message),
 }
 
-fn challenge(core: &SipCore, req: &Message, source: IpAddr, stale: bool) -> Message {
-    let mut resp = core.response(req, 401, None);
-    let nonce = core.nonces.issue(now_secs(), source, rand::random());
-    // RFC 8760: in order of preference (sip.digest_algorithms).
-    for t in core.challenges.iter().filter(|t| t.stale == stale) {
-        let mut value = String::with_capacity(t.before.len() + nonce.len() + t.after.len());
-        value.push_str(&t.before);
-        value.push_str(&nonce);
-        value.push_str(&t.after);
-        resp.push(HeaderName::WwwAuthenticate, value);
-    }
-    resp
-}
-
-/// A `WWW-Authenticate` value rendered once with the nonce left out: the header of
-/// every 401 is then two copies and the nonce (which is base64url, never escaped).
-pub struct ChallengeTemplate {
-    stale: bool,
-    before: String,
-    after: String,
-}
-
-impl ChallengeTemplate {
-    pub fn all(realm: &str, algorithms: &[Algorithm]) -> Vec<Self> {
-        const HOLE: &str = "\u{1}";
-        let mut out = Vec::new();
-        for stale in [false, true] {
-            for &algorithm in algorithms {
-                let text = DigestChallenge {
-                    realm: realm.into(),
-                    nonce: HOLE.into(),
-                    opaque: None,
-                    stale,
-                    algorithm: Some(algorithm.name().into()),
-                    qop: vec!["auth".into()],
-                }
-                .to_header()
-                .to_string();
-                let (before, after) = text.split_once(HOLE).expect("the nonce is in the header");
-                out.push(Self {
-                    stale,
-                    before: before.to_owned(),
-                    after: after.to_owned(),
-                });
-            }
-        }
-        out
-    }
-}
-
-fn now_secs() -> u64 {
-    (Timestamp::now().millis() / 1000).max(0) as u64
-}
-
 fn forbidden(core: &SipCore, req: &Message, why: &str) -> Outcome {
     Outcome::Reply(core.response(req, 403, Some(why)))
-}
-
-/// A stable number for "this request", to tell a retransmission from a replay.
-fn request_tag(core: &SipCore, req: &Message) -> u64 {
-    let via = req.top_via().ok();
-    core.hasher.hash_one((
-        via.as_deref().and_then(Via::branch),
-        req.header(&HeaderName::CallId),
-        req.header(&HeaderName::CSeq),
-    ))
 }
 
 /// `known`: the credentials when the caller already looked them up.
@@ -186,75 +120,33 @@ fn register(
         return Outcome::Reply(core.response(req, 404, Some("No extension in the To URI")));
     };
 
-    // Authentication: the credentials for our realm, else a challenge.
-    let creds = req
-        .auth_headers(&HeaderName::Authorization)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|h| DigestCredentials::from_header(h).ok())
-        .find(|c| c.realm == core.realm);
-    let Some(creds) = creds else {
-        return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
+    let challenge = |stale| {
+        Outcome::Reply(auth::challenge(
+            core,
+            req,
+            flow.remote.ip(),
+            stale,
+            Challenger::Registrar,
+        ))
     };
-    match core.nonces.check(
-        &creds.nonce,
-        now_secs(),
+    match auth::check(
+        core,
+        req,
         flow.remote.ip(),
-        core.nonce_lifetime,
+        &number,
+        Challenger::Registrar,
+        known,
     ) {
-        NonceCheck::Valid => {}
-        NonceCheck::Stale => return Outcome::Reply(challenge(core, req, flow.remote.ip(), true)),
-        NonceCheck::Invalid => {
-            return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
+        Verdict::Authenticated(_) => {}
+        Verdict::Challenge { stale } => return challenge(stale),
+        Verdict::Lookup => return Outcome::Lookup(number),
+        Verdict::Forbidden { why, bad_password } => {
+            if bad_password {
+                metrics::counter!("switchboard_sip_registrations_total", "result" => "bad_credentials")
+                    .increment(1);
+            }
+            return forbidden(core, req, why);
         }
-    }
-    if creds.username != number {
-        return forbidden(core, req, "Credentials do not match the address of record");
-    }
-    let secret = match known {
-        Some(s) => s,
-        None => match core.credentials.cached(&number) {
-            Some(s) => s,
-            None => return Outcome::Lookup(number),
-        },
-    };
-    let Some(secret) = secret else {
-        // Unknown and wrong password look the same, so numbers cannot be probed.
-        return forbidden(core, req, "Authentication failed");
-    };
-    let Some(algorithm) = Algorithm::from_param(creds.algorithm.as_deref())
-        .filter(|a| core.digest_algorithms.contains(a))
-    else {
-        return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
-    };
-    let realm_ok = secret.realm.as_deref() == Some(core.realm.as_str());
-    let Some(ha1) = secret.ha1(algorithm).filter(|_| realm_ok) else {
-        if !realm_ok && secret.ha1_md5.is_some() {
-            tracing::warn!(extension = %number, "SIP secret was set for another realm; rotate it");
-        }
-        return forbidden(core, req, "Authentication failed");
-    };
-    match digest::verify(&creds, ha1, "REGISTER") {
-        Ok(_) => {}
-        Err(DigestFailure::Qop) => {
-            return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
-        }
-        Err(_) => {
-            metrics::counter!("switchboard_sip_registrations_total", "result" => "bad_credentials")
-                .increment(1);
-            tracing::info!(extension = %number, source = %flow.remote, "REGISTER with wrong credentials");
-            return forbidden(core, req, "Authentication failed");
-        }
-    }
-    let Some(nc) = creds.nc_value() else {
-        return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
-    };
-    if !core.accept_nonce_count(&creds.nonce, nc, request_tag(core, req), now_secs()) {
-        tracing::info!(extension = %number, source = %flow.remote, "replayed nonce count refused");
-        return Outcome::Reply(challenge(core, req, flow.remote.ip(), false));
-    }
-    if !secret.active {
-        return forbidden(core, req, "Extension is deactivated");
     }
 
     apply(core, req, flow, &number, now)

@@ -1,0 +1,74 @@
+//! Writes what the call engine reports: `call.started` and `call.answered` events, and
+//! at the end the CDR with its `call.ended` event in one transaction. Batched, so a
+//! call storm costs a commit per batch rather than per call; a failed commit is
+//! retried, so nothing reported is lost while the server runs.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{ActiveCall, CallEvent};
+use crate::features::events::{EventType, emit};
+use crate::store::cdr::{self, CdrRow};
+use crate::store::{self, Db};
+
+/// Reports written per transaction at most.
+const BATCH: usize = 512;
+
+pub async fn run_recorder(db: Db, mut rx: mpsc::UnboundedReceiver<CallEvent>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    // Ends when the engine (the only sender) is gone and everything is written.
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut delay = Duration::from_millis(100);
+        while let Err(e) = commit(&db, &batch).await {
+            tracing::warn!(error = %e, "call records could not be saved; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        batch.clear();
+    }
+}
+
+fn progress(call: &ActiveCall) -> serde_json::Value {
+    json!({
+        "call_id": call.id,
+        "caller": call.caller,
+        "caller_name": call.caller_name,
+        "callee": call.callee,
+        "ringing": call.ringing,
+        "started_at": call.started_at.to_rfc3339(),
+        "answered_at": call.answered_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+async fn commit(db: &Db, batch: &[CallEvent]) -> store::Result<()> {
+    let mut tx = db.begin().await?;
+    let rows: Vec<CdrRow> = batch
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::Ended(r) => Some(r.to_row()),
+            _ => None,
+        })
+        .collect();
+    cdr::insert_many(&mut tx, &rows.iter().collect::<Vec<_>>()).await?;
+    for event in batch {
+        match event {
+            CallEvent::Started(call) => {
+                emit(&mut tx, EventType::CallStarted, &progress(call)).await?;
+            }
+            CallEvent::Answered(call) => {
+                emit(&mut tx, EventType::CallAnswered, &progress(call)).await?;
+            }
+            CallEvent::Ended(record) => {
+                let mut data = serde_json::to_value(record).unwrap_or_default();
+                if let Some(obj) = data.as_object_mut() {
+                    obj.insert("call_id".into(), json!(record.id));
+                    obj.remove("id");
+                }
+                emit(&mut tx, EventType::CallEnded, &data).await?;
+            }
+        }
+    }
+    tx.commit().await
+}

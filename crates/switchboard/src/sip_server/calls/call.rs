@@ -1,0 +1,273 @@
+//! One bridged call: the caller's dialog (leg A, where the PBX is the UAS), the forks
+//! ringing the callee's phones, and the callee's dialog once one answered (leg B,
+//! where the PBX is the UAC). Also the messages the PBX builds for them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use switchboard_sip::dialog::Dialog;
+use switchboard_sip::header::{HeaderName, NameAddr, Via};
+use switchboard_sip::transaction::{TransactionKey, branch_from};
+use switchboard_sip::{Host, Message, Method, Uri};
+
+use crate::config::SipTransport;
+use crate::sip_server::credentials::SipCredential;
+use crate::sip_server::transport::Flow;
+use crate::time::Timestamp;
+
+/// The two legs of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The caller.
+    A,
+    /// The callee (the phone that answered).
+    B,
+}
+
+impl Leg {
+    pub fn other(self) -> Self {
+        match self {
+            Self::A => Self::B,
+            Self::B => Self::A,
+        }
+    }
+}
+
+/// Where a call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Ringing,
+    Answered,
+}
+
+/// One phone of the callee being rung.
+#[derive(Debug)]
+pub struct Fork {
+    pub key: TransactionKey,
+    pub invite: Message,
+    pub flow: Flow,
+    /// A provisional response arrived: a CANCEL may now be sent (RFC 3261 §9.1).
+    pub provisional: bool,
+    /// The fork is to be cancelled once it may be.
+    pub cancel_wanted: bool,
+    /// Its final response, once there is one.
+    pub final_code: Option<u16>,
+}
+
+/// A leg whose dialog is established.
+#[derive(Debug)]
+pub struct Established {
+    pub dialog: Dialog,
+    /// Where requests to this phone go: the flow its INVITE came on (leg A) or the one
+    /// it registered over (leg B), so phones behind NAT are reached.
+    pub flow: Flow,
+    /// Our Contact in this dialog.
+    pub contact: String,
+}
+
+/// A 2xx the PBX sent and retransmits until its ACK (RFC 3261 §13.3.1.4).
+#[derive(Debug)]
+pub struct Unacked {
+    pub bytes: Bytes,
+    pub flow: Flow,
+    /// The CSeq it answers; the ACK carries the same number.
+    pub seq: u32,
+    pub interval: std::time::Duration,
+    pub next: Instant,
+    pub give_up: Instant,
+}
+
+#[derive(Debug)]
+pub struct Call {
+    /// The public id (API, CDR, events).
+    pub uuid: uuid::Uuid,
+    pub phase: Phase,
+    /// The caller's INVITE (server transaction `a_invite_key`).
+    pub a_invite: Message,
+    pub a_invite_key: TransactionKey,
+    /// Where responses to leg A go (by its Via).
+    pub a_reply: Flow,
+    /// Leg A's dialog as the PBX answers it (our To tag is fixed from the start).
+    pub a: Established,
+    /// The Call-ID and From tag of every leg-B fork.
+    pub b_call_id: String,
+    pub b_tag: String,
+    pub forks: Vec<Fork>,
+    /// Forks no longer wanted (another answered, forwarding moved on) that may still
+    /// answer: they are cancelled, or acknowledged and hung up.
+    pub abandoned: Vec<Fork>,
+    pub b: Option<Established>,
+    /// The 2xx to leg A's INVITE (or a re-INVITE) not yet acknowledged, per leg.
+    pub unacked: [Option<Unacked>; 2],
+    pub caller: String,
+    pub caller_name: String,
+    /// What was dialled.
+    pub dialled: String,
+    /// The number being routed while its extension is looked up.
+    pub pending_route: String,
+    /// The extension being rung now (forwarding changes it).
+    pub target: Option<String>,
+    pub callee: Option<Arc<SipCredential>>,
+    pub forwards: u8,
+    pub started_at: Timestamp,
+    pub answered_at: Option<Timestamp>,
+    /// When the current forks stop ringing.
+    pub ring_deadline: Option<Instant>,
+    /// The offer leg A made, forwarded to every fork.
+    pub offer: Option<(String, Bytes)>,
+}
+
+impl Call {
+    pub fn established(&self, leg: Leg) -> Option<&Established> {
+        match leg {
+            Leg::A => Some(&self.a),
+            Leg::B => self.b.as_ref(),
+        }
+    }
+
+    pub fn established_mut(&mut self, leg: Leg) -> Option<&mut Established> {
+        match leg {
+            Leg::A => Some(&mut self.a),
+            Leg::B => self.b.as_mut(),
+        }
+    }
+
+    pub fn leg_index(leg: Leg) -> usize {
+        match leg {
+            Leg::A => 0,
+            Leg::B => 1,
+        }
+    }
+}
+
+/// A random tag or Call-ID part: 64 bits as hex.
+pub fn token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// A fresh RFC 3261 branch.
+pub fn branch() -> String {
+    branch_from(&rand::random::<[u8; 16]>())
+}
+
+fn transport_name(t: SipTransport) -> &'static str {
+    match t {
+        SipTransport::Udp => "UDP",
+        SipTransport::Tcp => "TCP",
+        SipTransport::Tls => "TLS",
+    }
+}
+
+/// Our top Via for a request sent over `flow` from `local` (the listener's address as
+/// the peer reaches it).
+pub fn via(flow: &Flow, local: SocketAddr) -> Via {
+    let mut via = Via::new(
+        transport_name(flow.transport),
+        Host::from(local.ip()),
+        Some(local.port()),
+        &branch(),
+    );
+    via.params.set("rport", None);
+    via
+}
+
+/// Our Contact in a dialog over `flow`.
+pub fn contact(flow: &Flow, local: SocketAddr, user: &str) -> String {
+    let host = Host::from(local.ip());
+    let transport = match flow.transport {
+        SipTransport::Udp => "",
+        SipTransport::Tcp => ";transport=tcp",
+        SipTransport::Tls => ";transport=tls",
+    };
+    let user = switchboard_sip::uri::escape_user(user);
+    format!("<sip:{user}@{host}:{}{transport}>", local.port())
+}
+
+/// The identity the callee sees: the calling extension's name and number in our domain.
+pub fn identity(name: &str, number: &str, realm: &str) -> String {
+    let uri = switchboard_sip::SipUri::new(
+        Some(number),
+        Host::parse(realm).unwrap_or_else(|_| Host::parse("localhost").expect("a host")),
+    );
+    let mut addr = NameAddr::new(Uri::Sip(uri));
+    if !name.is_empty() {
+        addr.display = Some(name.into());
+    }
+    addr.to_string()
+}
+
+/// The INVITE that rings one of the callee's phones (`target`: its contact URI).
+pub fn fork_invite(
+    call: &Call,
+    target: Uri,
+    flow: &Flow,
+    local: SocketAddr,
+    realm: &str,
+    callee: &str,
+) -> Message {
+    let mut msg = Message::request(Method::Invite, target);
+    msg.push(HeaderName::Via, via(flow, local).to_string());
+    msg.push(HeaderName::MaxForwards, "70");
+    let from = identity(&call.caller_name, &call.caller, realm);
+    msg.push(HeaderName::From, format!("{from};tag={}", call.b_tag));
+    msg.push(HeaderName::To, identity("", callee, realm));
+    msg.push(HeaderName::CallId, call.b_call_id.clone());
+    msg.push(HeaderName::CSeq, "1 INVITE");
+    msg.push(HeaderName::Contact, contact(flow, local, &call.caller));
+    msg.push(HeaderName::PAssertedIdentity, from);
+    msg.push(HeaderName::Allow, super::ALLOW);
+    msg.push(
+        HeaderName::UserAgent,
+        concat!("Switchboard/", env!("CARGO_PKG_VERSION")),
+    );
+    match &call.offer {
+        Some((content_type, body)) => msg.set_body(content_type, body.clone()),
+        None => msg.push(HeaderName::ContentLength, "0"),
+    }
+    msg
+}
+
+/// A response of the PBX on leg A's dialog to `req` (the INVITE or an in-dialog
+/// request): our To tag, our Contact on 1xx/2xx of dialog-forming requests.
+pub fn response(
+    req: &Message,
+    code: u16,
+    reason: Option<&str>,
+    leg: &Established,
+    body: Option<(&str, Bytes)>,
+) -> Message {
+    let mut resp = Message::response_to(req, code, reason);
+    resp.set(HeaderName::To, leg.dialog.local.to_string());
+    if (101..300).contains(&code)
+        && matches!(
+            req.method(),
+            Some(Method::Invite | Method::Update | Method::Subscribe)
+        )
+    {
+        resp.push(HeaderName::Contact, leg.contact.clone());
+        resp.push(HeaderName::Allow, super::ALLOW);
+    }
+    resp.push(
+        HeaderName::Server,
+        concat!("Switchboard/", env!("CARGO_PKG_VERSION")),
+    );
+    match body {
+        Some((content_type, body)) => resp.set_body(content_type, body),
+        None => resp.push(HeaderName::ContentLength, "0"),
+    }
+    resp
+}
+
+/// The body of `msg` with its Content-Type, when it has one.
+pub fn body_of(msg: &Message) -> Option<(String, Bytes)> {
+    if msg.body.is_empty() {
+        return None;
+    }
+    let content_type = msg
+        .header(&HeaderName::ContentType)
+        .unwrap_or("application/sdp")
+        .to_owned();
+    Some((content_type, msg.body.clone()))
+}
