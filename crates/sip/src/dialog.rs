@@ -212,7 +212,7 @@ Content-Length: 0
     #[test]
     fn uac_dialog_reverses_the_route_set_and_acks_with_the_invite_cseq() {
         let invite = msg(INVITE);
-        let ok = msg("SIP/2.0 200 OK
+        let ok_text = "SIP/2.0 200 OK
 Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa
 From: \"Alice\" <sip:1001@pbx>;tag=alice
 To: <sip:1002@pbx>;tag=bob
@@ -222,8 +222,8 @@ Contact: <sip:1002@10.0.0.2:5062>
 Record-Route: <sip:p1;lr>, <sip:p2;lr>
 Content-Length: 0
 
-");
-        let d = Dialog::as_uac(&invite, &ok).unwrap();
+";
+        let d = Dialog::as_uac(&invite, &msg(ok_text)).unwrap();
         assert_eq!(d.local_seq, 7);
         assert_eq!(d.route_set[0].to_string(), "<sip:p2;lr>");
         let via = Via::parse("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKc").unwrap();
@@ -234,6 +234,7 @@ Content-Length: 0
             "{text}"
         );
         assert!(text.contains("CSeq: 7 ACK\r\n") && text.contains("To: <sip:1002@pbx>;tag=bob"));
-        assert!(Dialog::as_uac(&invite, &msg(&INVITE.replace("INVITE sip", "BYE sip"))).is_err());
+        let untagged = msg(&ok_text.replace(";tag=bob", ""));
+        assert!(Dialog::as_uac(&invite, &untagged).is_err(), "no To tag, no dialog");
     }
 }
