@@ -408,3 +408,23 @@ fn handles_are_send_and_sync() {
         .is_err()
     );
 }
+
+#[test]
+fn a_burst_longer_than_a_turn_crosses_whole_and_in_order() {
+    let relay = start(22100, 22119, 1);
+    let s = relay.allocate().unwrap();
+    let (pa, pb) = (s.port(Side::A), s.port(Side::B));
+    let (a, b) = (phone(), phone());
+    signalled(&s, &a, &b);
+    // More than TURN reads of BATCH datagrams, sent faster than they are read.
+    let burst = 150u16;
+    for seq in 0..burst {
+        a.send_to(&rtp(0xa, seq), at(pa)).unwrap();
+    }
+    for seq in 0..burst {
+        let (got, from) = recv(&b);
+        assert_eq!((got, from), (rtp(0xa, seq), at(pb)));
+    }
+    wait_until("the stats", || s.stats(Side::A).packets == u64::from(burst));
+    assert_eq!(s.stats(Side::A).lost, 0);
+}
