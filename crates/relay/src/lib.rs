@@ -230,6 +230,17 @@ impl Relay {
     }
 }
 
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("bind_ip", &self.inner.bind_ip)
+            .field("threads", &self.inner.workers.len())
+            .field("sessions", &self.sessions())
+            .field("ports_available", &self.ports_available())
+            .finish()
+    }
+}
+
 impl Inner {
     fn shutdown(&self) {
         self.stopped.store(true, Ordering::Release);
@@ -341,7 +352,9 @@ impl RelaySession {
         lock(&self.shared.rtp).stats(side)
     }
 
-    /// The address that side's phone was learnt at (RTP), if it was.
+    /// The address that side's phone was learnt at (RTP), if it was, as of the
+    /// thread's last batch (so a [`set_signalled`](Self::set_signalled) that forgets
+    /// what was learnt shows here once the thread has applied it, microseconds later).
     pub fn latched(&self, side: Side) -> Option<SocketAddr> {
         lock(&self.shared.rtp).latched(side)
     }
