@@ -1,5 +1,7 @@
-//! Through real UDP sockets on 127.0.0.1. Each test has its own port range below the
-//! ephemeral range (32768+), where the test phones' own sockets live.
+//! Through real UDP sockets on 127.0.0.1. Each test has its own port range within
+//! 30000–31999: below the ephemeral range (32768+), where the test phones' own sockets
+//! live, and clear of the load tool's default range (20000–29999), so the two can run
+//! side by side.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -105,7 +107,7 @@ fn signalled(s: &RelaySession, a: &UdpSocket, b: &UdpSocket) {
 
 #[test]
 fn rtp_and_rtcp_cross_both_ways_unchanged() {
-    let relay = start(21000, 21019, 1);
+    let relay = start(30000, 30019, 1);
     let s = relay.allocate().unwrap();
     let (pa, pb) = (s.port(Side::A), s.port(Side::B));
     assert!(pa.is_multiple_of(2) && pb.is_multiple_of(2) && pa != pb);
@@ -149,7 +151,7 @@ fn rtcp_goes_to_the_rtp_port_plus_one_by_default() {
         }
         panic!("no two consecutive free ports");
     }
-    let relay = start(21020, 21039, 1);
+    let relay = start(30020, 30039, 1);
     let s = relay.allocate().unwrap();
     let (pa, pb) = (s.port(Side::A), s.port(Side::B));
     let ((a, a_rtcp), (b, b_rtcp)) = (phone_pair(), phone_pair());
@@ -160,7 +162,7 @@ fn rtcp_goes_to_the_rtp_port_plus_one_by_default() {
 
 #[test]
 fn a_stranger_cannot_hijack_a_call() {
-    let relay = start(21100, 21119, 1);
+    let relay = start(30100, 30119, 1);
     let s = relay.allocate().unwrap();
     let (pa, pb) = (s.port(Side::A), s.port(Side::B));
     let (a, b, stranger) = (phone(), phone(), phone());
@@ -193,7 +195,7 @@ fn a_stranger_cannot_hijack_a_call() {
 
 #[test]
 fn a_phone_behind_nat_is_latched_after_its_probation() {
-    let relay = start(21200, 21219, 1);
+    let relay = start(30200, 30219, 1);
     let s = relay.allocate().unwrap();
     let (pa, pb) = (s.port(Side::A), s.port(Side::B));
     // A's SDP names an address it does not send from (its private one behind NAT).
@@ -221,7 +223,7 @@ fn a_phone_behind_nat_is_latched_after_its_probation() {
 
 #[test]
 fn a_new_sdp_address_applies_to_the_next_packet() {
-    let relay = start(21700, 21719, 1);
+    let relay = start(30700, 30719, 1);
     let s = relay.allocate().unwrap();
     let (pa, pb) = (s.port(Side::A), s.port(Side::B));
     let (a, b, b2) = (phone(), phone(), phone());
@@ -235,7 +237,7 @@ fn a_new_sdp_address_applies_to_the_next_packet() {
 
 #[test]
 fn losses_and_packets_with_nowhere_to_go_are_counted() {
-    let relay = start(21720, 21739, 1);
+    let relay = start(30720, 30739, 1);
     let s = relay.allocate().unwrap();
     let pa = s.port(Side::A);
     let a = phone();
@@ -252,7 +254,7 @@ fn losses_and_packets_with_nowhere_to_go_are_counted() {
 
 #[test]
 fn jumbo_datagrams_are_dropped() {
-    let relay = start(21800, 21819, 1);
+    let relay = start(30800, 30819, 1);
     let s = relay.allocate().unwrap();
     let (pa, pb) = (s.port(Side::A), s.port(Side::B));
     let (a, b) = (phone(), phone());
@@ -270,7 +272,7 @@ fn jumbo_datagrams_are_dropped() {
 
 #[test]
 fn dropping_a_session_frees_its_ports() {
-    let relay = start(21300, 21305, 1);
+    let relay = start(30300, 30305, 1);
     assert_eq!(relay.ports_available(), 3);
     let s = relay.allocate().unwrap();
     assert_eq!((relay.ports_available(), relay.sessions()), (1, 1));
@@ -287,7 +289,7 @@ fn dropping_a_session_frees_its_ports() {
 
 #[test]
 fn allocation_stops_when_the_ports_run_out() {
-    let relay = start(21400, 21405, 1);
+    let relay = start(30400, 30405, 1);
     let s = relay.allocate().unwrap();
     // One pair is left; a session needs two.
     assert!(matches!(relay.allocate(), Err(RelayError::PortsExhausted)));
@@ -304,14 +306,14 @@ fn allocation_stops_when_the_ports_run_out() {
 
 #[test]
 fn ports_taken_by_another_process_are_skipped() {
-    let relay = start(21500, 21507, 1);
-    // Pairs 21500, 21502, 21504, 21506; someone else holds 21501 and 21504.
+    let relay = start(30500, 30507, 1);
+    // Pairs 30500, 30502, 30504, 30506; someone else holds 30501 and 30504.
     let squatters = [
-        UdpSocket::bind(at(21501)).unwrap(),
-        UdpSocket::bind(at(21504)).unwrap(),
+        UdpSocket::bind(at(30501)).unwrap(),
+        UdpSocket::bind(at(30504)).unwrap(),
     ];
     let s = relay.allocate().unwrap();
-    assert_eq!((s.port(Side::A), s.port(Side::B)), (21502, 21506));
+    assert_eq!((s.port(Side::A), s.port(Side::B)), (30502, 30506));
     assert_eq!(
         relay.ports_available(),
         2,
@@ -321,12 +323,12 @@ fn ports_taken_by_another_process_are_skipped() {
     assert_eq!(relay.ports_available(), 2);
     drop(squatters);
     let t = relay.allocate().unwrap();
-    assert_eq!((t.port(Side::A), t.port(Side::B)), (21500, 21504));
+    assert_eq!((t.port(Side::A), t.port(Side::B)), (30500, 30504));
 }
 
 #[test]
 fn silence_times_out_but_not_on_hold() {
-    let relay = start(21600, 21619, 1);
+    let relay = start(30600, 30619, 1);
     let s = relay.allocate().unwrap();
     let (pa, pb) = (s.port(Side::A), s.port(Side::B));
     let (a, a_rtcp, b, b_rtcp) = (phone(), phone(), phone(), phone());
@@ -360,7 +362,7 @@ fn silence_times_out_but_not_on_hold() {
 
 #[test]
 fn sessions_spread_over_threads_and_shutdown_releases_everything() {
-    let relay = start(21900, 21919, 2);
+    let relay = start(30900, 30919, 2);
     let sessions: Vec<_> = (0..4).map(|_| relay.allocate().unwrap()).collect();
     assert_eq!(relay.sessions(), 4);
     assert_eq!(relay.ports_available(), 10 - 8);
@@ -401,8 +403,8 @@ fn handles_are_send_and_sync() {
     assert!(
         Relay::start(RelayConfig {
             bind_ip: LOCALHOST,
-            port_min: 22000,
-            port_max: 22001,
+            port_min: 31000,
+            port_max: 31001,
             threads: 0,
         })
         .is_err()
@@ -411,7 +413,7 @@ fn handles_are_send_and_sync() {
 
 #[test]
 fn a_burst_longer_than_a_turn_crosses_whole_and_in_order() {
-    let relay = start(22100, 22119, 1);
+    let relay = start(31100, 31119, 1);
     let s = relay.allocate().unwrap();
     let (pa, pb) = (s.port(Side::A), s.port(Side::B));
     let (a, b) = (phone(), phone());
