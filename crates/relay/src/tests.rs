@@ -430,3 +430,26 @@ fn a_burst_longer_than_a_turn_crosses_whole_and_in_order() {
     wait_until("the stats", || s.stats(Side::A).packets == u64::from(burst));
     assert_eq!(s.stats(Side::A).lost, 0);
 }
+
+#[test]
+fn ipv6_works_too() {
+    let Ok(a) = UdpSocket::bind("[::1]:0") else {
+        return; // no IPv6 loopback here
+    };
+    let b = UdpSocket::bind("[::1]:0").unwrap();
+    let ip: IpAddr = "::1".parse().unwrap();
+    let relay = Relay::start(RelayConfig {
+        bind_ip: ip,
+        port_min: 31200,
+        port_max: 31219,
+        threads: 1,
+    })
+    .unwrap();
+    let s = relay.allocate().unwrap();
+    signalled(&s, &a, &b);
+    let (pa, pb) = (s.port(Side::A), s.port(Side::B));
+    a.send_to(&rtp(0xa, 0), (ip, pa)).unwrap();
+    let (got, from) = recv(&b);
+    assert_eq!((got, from), (rtp(0xa, 0), SocketAddr::new(ip, pb)));
+    wait_until("the latch", || s.latched(Side::A) == Some(addr(&a)));
+}

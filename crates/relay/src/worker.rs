@@ -4,7 +4,7 @@
 //! Each socket is registered (edge-triggered) with a token `slot * 4 + socket`, where
 //! `socket` is 0 = A's RTP, 1 = A's RTCP, 2 = B's RTP, 3 = B's RTCP, so a packet read
 //! from socket `i` leaves from socket `(i + 2) % 4`. A readable socket is read with
-//! `recvmmsg` until it would block, [`BATCH`] datagrams a call; the packets of one read
+//! `recvmmsg` until its queue is empty, [`BATCH`] datagrams a call; the packets of one read
 //! all came to one socket and so all leave from one socket, with one `sendmmsg` (or a
 //! `send_to` when there is one). A socket that is still not empty after [`TURN`] reads
 //! (a flood) waits for its next turn after the other ready sockets, so one source
