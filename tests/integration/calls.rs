@@ -33,6 +33,27 @@ async fn callee(server: &TestServer, scenario: &'static str) -> SippRun {
     Sipp::new(scenario, sip, "2002").port(port).spawn()
 }
 
+/// The `m=audio` ports of the SDP in the messages SIPp traced as `direction`
+/// (`received` or `sent`).
+fn sdp_ports(report: &str, direction: &str) -> Vec<u16> {
+    let mut ports = Vec::new();
+    let mut current = "";
+    for line in report.lines() {
+        if line.starts_with("UDP message ") {
+            current = if line.contains(direction) {
+                direction
+            } else {
+                ""
+            };
+        } else if let Some(rest) = line.strip_prefix("m=audio ")
+            && current == direction
+        {
+            ports.extend(rest.split(' ').next().and_then(|p| p.parse::<u16>().ok()));
+        }
+    }
+    ports
+}
+
 /// Extension 2001 dialling `number` with `scenario`.
 fn caller(server: &TestServer, scenario: &'static str, number: &str) -> Sipp {
     Sipp::new(scenario, server.sip_addr(SipTransport::Udp), number)
@@ -52,14 +73,16 @@ async fn cdrs(admin: &Client, n: usize) -> Vec<Value> {
     body["items"].as_array().cloned().unwrap_or_default()
 }
 
-/// Waits until no call is in progress and the engine holds no transaction.
+/// Waits until no call is in progress and the engine holds no transaction. A client
+/// INVITE transaction answered with an error lingers for Timer D (32 s on UDP,
+/// whatever T1 is), hence the long deadline.
 async fn all_cleaned_up(server: &TestServer, admin: &Client) {
     eventually("no call in progress", || async {
         admin.get("/api/calls").await.1 == serde_json::json!([])
     })
     .await;
     let client = server.client();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
     loop {
         let (_, text) = client.get_text("/metrics").await;
         let gauges: Vec<&str> = text
@@ -102,8 +125,23 @@ async fn sipp_call_is_authenticated_bridged_recorded_and_cleaned_up() {
         })
     })
     .await;
-    call.passed().await;
-    callee.passed().await;
+    let (status, caller_report, _) = call.finish().await;
+    assert!(status.success(), "{caller_report}");
+    let (status, callee_report, _) = callee.finish().await;
+    assert!(status.success(), "{callee_report}");
+    // Each phone saw only the relay's ports (rtp.port_min..=port_max) in the other's SDP.
+    let range = server.config.rtp.port_min..=server.config.rtp.port_max;
+    for (who, report, direction) in [
+        ("callee", &callee_report, "received"),
+        ("caller", &caller_report, "received"),
+    ] {
+        let ports = sdp_ports(report, direction);
+        assert!(!ports.is_empty(), "{who} got no SDP:\n{report}");
+        assert!(
+            ports.iter().all(|p| range.contains(p)),
+            "{who}: {ports:?}\n{report}"
+        );
+    }
 
     let records = cdrs(&admin, 1).await;
     let r = &records[0];
@@ -114,6 +152,7 @@ async fn sipp_call_is_authenticated_bridged_recorded_and_cleaned_up() {
     assert_eq!(r["hangup_cause"], "caller hung up");
     assert!(r["duration"].as_i64().unwrap() >= 1, "{r}");
     assert!(r["answered_at"].is_string());
+    assert_eq!(r["codec"], "PCMU", "the answer's codec");
 
     let id = r["id"].as_str().unwrap();
     for kind in ["call.started", "call.answered", "call.ended"] {
@@ -193,13 +232,13 @@ async fn sipp_unanswered_call_times_out_with_480() {
     }
     let (server, admin) = server_with(|c| {
         quick_timers(c);
-        c.calls.ring_timeout = 2;
+        c.calls.ring_timeout = 5;
     })
     .await;
     let callee = callee(&server, "call_callee_ring.xml").await;
     let started = std::time::Instant::now();
     assert_eq!(refused(&server, "2002").await, "SIP/2.0 480 No answer");
-    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(5));
     callee.passed().await;
     let r = &cdrs(&admin, 1).await[0];
     assert_eq!(r["disposition"], "no_answer", "{r}");

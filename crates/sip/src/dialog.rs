@@ -235,6 +235,9 @@ Content-Length: 0
         );
         assert!(text.contains("CSeq: 7 ACK\r\n") && text.contains("To: <sip:1002@pbx>;tag=bob"));
         let untagged = msg(&ok_text.replace(";tag=bob", ""));
-        assert!(Dialog::as_uac(&invite, &untagged).is_err(), "no To tag, no dialog");
+        assert!(
+            Dialog::as_uac(&invite, &untagged).is_err(),
+            "no To tag, no dialog"
+        );
     }
 }

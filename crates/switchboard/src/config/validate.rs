@@ -160,6 +160,16 @@ pub(super) fn validate(c: &Config) -> Result<(), Vec<Invalid>> {
         );
     }
 
+    if let Some(addr) = &c.rtp.public_address
+        && addr.parse::<std::net::IpAddr>().is_err()
+    {
+        bad(
+            "rtp.public_address",
+            addr,
+            "an IP address (the one phones reach the PBX at), or null",
+        );
+    }
+
     if !(5..=600).contains(&c.calls.ring_timeout) {
         bad(
             "calls.ring_timeout",

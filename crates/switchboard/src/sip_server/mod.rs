@@ -67,6 +67,8 @@ pub struct SipCore {
     pub metrics: SipMetrics,
     /// The call engine's inbox and the calls in progress.
     pub calls: calls::CallsHandle,
+    /// The media relay every call's RTP goes through.
+    pub relay: switchboard_relay::Relay,
     date: DateHeader,
 }
 
@@ -278,6 +280,13 @@ impl SipServer {
             // FIPS 140 does not approve MD5.
             .filter(|a| !(config.security.fips_mode && *a == Algorithm::Md5))
             .collect();
+        let relay = switchboard_relay::Relay::start(switchboard_relay::RelayConfig {
+            bind_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            port_min: config.rtp.port_min,
+            port_max: config.rtp.port_max,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+        .context("cannot start the media relay (rtp.port_min, rtp.port_max)")?;
         let core = Arc::new(SipCore {
             challenges: auth::ChallengeTemplate::all(&sip.realm, &digest_algorithms),
             digest_algorithms,
@@ -302,6 +311,7 @@ impl SipServer {
             hasher: foldhash::fast::RandomState::default(),
             metrics: SipMetrics::new(),
             calls: calls::CallsHandle::default(),
+            relay,
             date: DateHeader::default(),
             app: app.clone(),
         });
@@ -360,6 +370,10 @@ impl SipServer {
             app.db.clone(),
             recorded,
         )));
+        tasks.push(tokio::spawn(calls::publish_media_metrics(
+            core.clone(),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(credentials::run_refresh(
             core.clone(),
             stopped,
@@ -386,6 +400,7 @@ impl SipServer {
     /// Stops the transports; queued bindings are written before the writer ends.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
+        self.core.relay.shutdown();
         let mut tasks = self.tasks.lock().await;
         for t in tasks.drain(..) {
             if tokio::time::timeout(Duration::from_secs(5), t)

@@ -9,9 +9,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::header::{HeaderName, NameAddr, Via};
+use switchboard_sip::sdp::SessionDescription;
 use switchboard_sip::transaction::{TransactionKey, branch_from};
 use switchboard_sip::{Host, Message, Method, Uri};
 
+use super::media::Media;
 use crate::config::SipTransport;
 use crate::sip_server::credentials::SipCredential;
 use crate::sip_server::transport::Flow;
@@ -115,8 +117,12 @@ pub struct Call {
     pub answered_at: Option<Timestamp>,
     /// When the current forks stop ringing.
     pub ring_deadline: Option<Instant>,
-    /// The offer leg A made, forwarded to every fork.
+    /// The body of leg A's INVITE (its offer), forwarded to every fork.
     pub offer: Option<(String, Bytes)>,
+    /// Leg A's offer as parsed, when it was SDP: answers are cut to it.
+    pub offer_sdp: Option<SessionDescription>,
+    /// The relay ports the call's media goes through (absent without an SDP offer).
+    pub media: Option<Media>,
 }
 
 impl Call {
@@ -198,7 +204,8 @@ pub fn identity(name: &str, number: &str, realm: &str) -> String {
     addr.to_string()
 }
 
-/// The INVITE that rings one of the callee's phones (`target`: its contact URI).
+/// The INVITE that rings one of the callee's phones (`target`: its contact URI) with
+/// `body` (the caller's offer, anchored for this phone).
 pub fn fork_invite(
     call: &Call,
     target: Uri,
@@ -206,6 +213,7 @@ pub fn fork_invite(
     local: SocketAddr,
     realm: &str,
     callee: &str,
+    body: Option<(String, Bytes)>,
 ) -> Message {
     let mut msg = Message::request(Method::Invite, target);
     msg.push(HeaderName::Via, via(flow, local).to_string());
@@ -222,11 +230,19 @@ pub fn fork_invite(
         HeaderName::UserAgent,
         concat!("Switchboard/", env!("CARGO_PKG_VERSION")),
     );
-    match &call.offer {
-        Some((content_type, body)) => msg.set_body(content_type, body.clone()),
+    match body {
+        Some((content_type, body)) => msg.set_body(&content_type, body),
         None => msg.push(HeaderName::ContentLength, "0"),
     }
     msg
+}
+
+/// Whether a body's Content-Type is SDP.
+pub fn is_sdp(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
 }
 
 /// A response of the PBX on leg A's dialog to `req` (the INVITE or an in-dialog

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::header::HeaderName;
+use switchboard_sip::sdp::SessionDescription;
 use switchboard_sip::transaction::{
     Config, Incoming, Output, TransactionKey, TransactionLayer, cancel_for,
 };
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::Command;
 use super::call::{self, Call, Established, Fork, Leg, Phase, Unacked};
+use super::media::{Media, Unusable};
 use super::routing::{self, MAX_FORWARDS, Plan};
 use crate::features::calls::{ActiveCall, CallEvent, CallRecord, Disposition};
 use crate::features::extensions::model::ForwardWhen;
@@ -43,6 +45,8 @@ enum Role {
         call: u64,
         to: Leg,
         answer: TransactionKey,
+        /// The SDP offer it carried, which the answer is cut to.
+        offer: Option<Box<SessionDescription>>,
     },
     /// A request of our own (BYE, CANCEL) whose answer needs no action.
     Own,
@@ -59,6 +63,8 @@ struct TxUse {
 enum Timer {
     Ring(u64),
     Retransmit(u64, Leg),
+    /// Look whether the call's media still flows (`calls.media_timeout`).
+    Media(u64),
 }
 
 pub struct Engine {
@@ -77,6 +83,9 @@ pub struct Engine {
     resume: mpsc::Sender<Command>,
     records: mpsc::UnboundedSender<CallEvent>,
     ring_timeout: Duration,
+    media_timeout: Duration,
+    /// `rtp.public_address`: written into SDP instead of the local address.
+    public_ip: Option<IpAddr>,
 }
 
 impl Engine {
@@ -92,6 +101,14 @@ impl Engine {
             trying_delay: None,
         };
         let ring_timeout = Duration::from_secs(core.app.config.calls.ring_timeout);
+        let media_timeout = Duration::from_secs(core.app.config.calls.media_timeout);
+        let public_ip = core
+            .app
+            .config
+            .rtp
+            .public_address
+            .as_deref()
+            .and_then(|a| a.parse().ok());
         Self {
             core,
             layer: TransactionLayer::new(config),
@@ -106,6 +123,8 @@ impl Engine {
             resume,
             records,
             ring_timeout,
+            media_timeout,
+            public_ip,
         }
     }
 
@@ -420,6 +439,30 @@ impl Engine {
                 return;
             }
         };
+        let offer = call::body_of(&invite);
+        let mut media = None;
+        let mut offer_sdp = None;
+        if let Some((content_type, body)) = &offer
+            && call::is_sdp(content_type)
+        {
+            let parsed = match SessionDescription::parse_bytes(body) {
+                Ok(p) => p,
+                Err(e) => {
+                    let why = format!("Bad SDP: {e}");
+                    self.respond_plain(key, &invite, 488, Some(&why), now);
+                    return;
+                }
+            };
+            match self.core.relay.allocate() {
+                Ok(session) => media = Some(Media::new(session)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no media relay ports for a call");
+                    self.respond_plain(key, &invite, 503, Some("No media ports available"), now);
+                    return;
+                }
+            }
+            offer_sdp = Some(parsed);
+        }
         let id = self.next_call;
         self.next_call += 1;
         let started_at = Timestamp::now();
@@ -449,7 +492,9 @@ impl Engine {
             started_at,
             answered_at: None,
             ring_deadline: None,
-            offer: call::body_of(&invite),
+            offer,
+            offer_sdp,
+            media,
             a_invite: invite,
         };
         self.by_call_id.insert(call.a.dialog.call_id.clone(), id);
@@ -485,8 +530,21 @@ impl Engine {
                         continue;
                     };
                     let local = self.local_addr(&binding.flow);
-                    let Some(call) = self.calls.get(&id) else {
+                    let towards = advertised(self.public_ip, &mut self.local_ips, &binding.flow);
+                    let Some(call) = self.calls.get_mut(&id) else {
                         return;
+                    };
+                    let body = match (call.media.as_mut(), &call.offer) {
+                        (Some(media), Some((content_type, offer))) => {
+                            match media.relay_sdp(Leg::A, offer, towards, None) {
+                                Ok((sdp, _)) => Some((content_type.clone(), sdp)),
+                                Err(Unusable(why)) => {
+                                    self.fail(id, 488, &why, Disposition::Failed, now);
+                                    return;
+                                }
+                            }
+                        }
+                        (_, offer) => offer.clone(),
                     };
                     let invite = call::fork_invite(
                         call,
@@ -495,6 +553,7 @@ impl Engine {
                         local,
                         &self.core.realm,
                         &extension,
+                        body,
                     );
                     if let Some(key) = self.send(invite.clone(), &binding.flow, Role::Fork(id), now)
                     {
@@ -596,7 +655,12 @@ impl Engine {
         };
         match role {
             Role::Fork(id) => self.fork_response(id, key, resp, now),
-            Role::Relay { call, to, answer } => self.relayed_response(call, to, &answer, resp, now),
+            Role::Relay {
+                call,
+                to,
+                answer,
+                offer,
+            } => self.relayed_response(call, to, &answer, offer.as_deref(), resp, now),
             _ => {}
         }
     }
@@ -634,14 +698,15 @@ impl Engine {
                 return;
             }
             if current.is_some() && call.phase == Phase::Ringing && matches!(code, 180 | 183) {
+                let towards = advertised(self.public_ip, &mut self.local_ips, &call.a.flow);
+                // Early media is relayed like the answer; an unusable one is left out.
+                let body = answer_body(call, &resp, towards).ok().flatten();
                 let ringing = call::response(
                     &call.a_invite,
                     code,
                     resp.reason(),
                     &call.a,
-                    call::body_of(&resp)
-                        .as_ref()
-                        .map(|(t, b)| (t.as_str(), b.clone())),
+                    body.as_ref().map(|(t, b)| (t.as_str(), b.clone())),
                 );
                 let a_key = call.a_invite_key.clone();
                 self.respond(&a_key, ringing, now);
@@ -723,8 +788,25 @@ impl Engine {
             .header(&HeaderName::Contact)
             .unwrap_or_default()
             .to_owned();
+        let towards = match self.calls.get(&id) {
+            Some(call) => advertised(self.public_ip, &mut self.local_ips, &call.a.flow),
+            None => return,
+        };
         let Some(call) = self.calls.get_mut(&id) else {
             return;
+        };
+        let body = match answer_body(call, &resp, towards) {
+            Ok(body) => body,
+            Err(Unusable(why)) => {
+                // The phone answered with media the caller cannot take: hang it up.
+                let mut dialog = dialog;
+                let local = local_for(&mut self.local_ips, &flow);
+                let mut bye = dialog.request(Method::Bye, &call::via(&flow, local), "");
+                bye.push(HeaderName::ContentLength, "0");
+                self.send(bye, &flow, Role::Own, now);
+                self.fail(id, 488, &why, Disposition::Failed, now);
+                return;
+            }
         };
         call.phase = Phase::Answered;
         call.answered_at = Some(Timestamp::now());
@@ -745,10 +827,9 @@ impl Engine {
             200,
             None,
             &call.a,
-            call::body_of(&resp)
-                .as_ref()
-                .map(|(t, b)| (t.as_str(), b.clone())),
+            body.as_ref().map(|(t, b)| (t.as_str(), b.clone())),
         );
+        let watch_media = call.media.is_some();
         let a_key = call.a_invite_key.clone();
         let seq = call.a.dialog.remote_seq.unwrap_or(0);
         let a_flow = call.a_reply.clone();
@@ -759,6 +840,15 @@ impl Engine {
         }
         self.respond(&a_key, ok.clone(), now);
         self.expect_ack(id, Leg::A, &ok, a_flow, seq, now);
+        if watch_media {
+            self.schedule(now + self.media_check_every(), Timer::Media(id));
+        }
+    }
+
+    /// How often a call's media is looked at: often enough to end a dead call within
+    /// a sixth of `calls.media_timeout` of it, rarely enough to cost nothing.
+    fn media_check_every(&self) -> Duration {
+        (self.media_timeout / 6).max(Duration::from_secs(1))
     }
 
     /// Retransmits `ok` to `leg` until its ACK (§13.3.1.4).
@@ -967,6 +1057,27 @@ impl Engine {
         };
         let flow = target.flow.clone();
         let local = local_for(&mut self.local_ips, &flow);
+        let towards = advertised(self.public_ip, &mut self.local_ips, &flow);
+        let mut body = call::body_of(req);
+        let mut offer = None;
+        if let (Some(media), Some((content_type, sdp))) = (call.media.as_mut(), &body)
+            && call::is_sdp(content_type)
+        {
+            match media.relay_sdp(from, sdp, towards, None) {
+                Ok((anchored, original)) => {
+                    body = Some((content_type.clone(), anchored));
+                    offer = Some(Box::new(original));
+                }
+                Err(Unusable(why)) => {
+                    let resp = reply_in(call, from, req, 488, Some(&why));
+                    self.respond(key, resp, now);
+                    return;
+                }
+            }
+        }
+        let Some(target) = call.established_mut(to) else {
+            return;
+        };
         let contact = target.contact.clone();
         let mut out = target
             .dialog
@@ -980,7 +1091,7 @@ impl Engine {
                 out.push(name.clone(), value.to_owned());
             }
         }
-        match call::body_of(req) {
+        match body {
             Some((content_type, body)) => out.set_body(&content_type, body),
             None => out.push(HeaderName::ContentLength, "0"),
         }
@@ -991,6 +1102,7 @@ impl Engine {
                 call: id,
                 to,
                 answer: key.clone(),
+                offer,
             },
             now,
         );
@@ -1001,6 +1113,7 @@ impl Engine {
         id: u64,
         to: Leg,
         answer: &TransactionKey,
+        offer: Option<&SessionDescription>,
         resp: Message,
         now: Instant,
     ) {
@@ -1033,13 +1146,30 @@ impl Engine {
                 self.out.push(&flow, &ack);
             }
         }
-        let Some(call) = self.calls.get(&id) else {
+        let towards = match self.calls.get(&id).and_then(|c| c.established(from)) {
+            Some(leg) => advertised(self.public_ip, &mut self.local_ips, &leg.flow),
+            None => return,
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        let mut code = code;
+        let mut body = call::body_of(&resp);
+        if let (Some(media), Some((content_type, sdp))) = (call.media.as_mut(), &body)
+            && call::is_sdp(content_type)
+        {
+            match media.relay_sdp(to, sdp, towards, offer) {
+                Ok((anchored, _)) => body = Some((content_type.clone(), anchored)),
+                Err(Unusable(why)) => {
+                    tracing::info!(call = %call.uuid, %why, "an answer the relay cannot take");
+                    code = 488;
+                    body = None;
+                }
+            }
+        }
         let Some(leg) = call.established(from) else {
             return;
         };
-        let body = call::body_of(&resp);
         let answer_msg = call::response(
             &request,
             code,
@@ -1100,7 +1230,26 @@ impl Engine {
                     }
                 }
                 Timer::Retransmit(id, leg) => self.retransmit(id, leg, at, now),
+                Timer::Media(id) => self.check_media(id, now),
             }
+        }
+    }
+
+    /// Ends an answered call whose media stopped (not on hold) for `calls.media_timeout`.
+    fn check_media(&mut self, id: u64, now: Instant) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(media) = &call.media else {
+            return;
+        };
+        if media.session.timed_out(self.media_timeout) {
+            tracing::info!(call = %call.uuid, "no media for calls.media_timeout; hanging up");
+            self.bye(id, Leg::A, now);
+            self.bye(id, Leg::B, now);
+            self.end(id, Disposition::Answered, "media timeout".into());
+        } else {
+            self.schedule(now + self.media_check_every(), Timer::Media(id));
         }
     }
 
@@ -1187,7 +1336,7 @@ impl Engine {
                 .unwrap_or(0),
             disposition,
             hangup_cause: cause,
-            codec: None,
+            codec: call.media.and_then(|m| m.codec),
         };
         let _ = self.records.send(CallEvent::Ended(record));
     }
@@ -1223,6 +1372,30 @@ fn active(call: &Call) -> ActiveCall {
         started_at: call.started_at,
         answered_at: call.answered_at,
     }
+}
+
+/// The body of a response from leg B (an SDP answer relayed towards leg A at
+/// `towards`, cut to the caller's offer; any other body as it is).
+fn answer_body(
+    call: &mut Call,
+    resp: &Message,
+    towards: IpAddr,
+) -> Result<Option<(String, bytes::Bytes)>, Unusable> {
+    let Some((content_type, body)) = call::body_of(resp) else {
+        return Ok(None);
+    };
+    match call.media.as_mut() {
+        Some(media) if call::is_sdp(&content_type) => {
+            let (anchored, _) = media.relay_sdp(Leg::B, &body, towards, call.offer_sdp.as_ref())?;
+            Ok(Some((content_type, anchored)))
+        }
+        _ => Ok(Some((content_type, body))),
+    }
+}
+
+/// The address written into SDP for the phone at the end of `flow`.
+fn advertised(public: Option<IpAddr>, cache: &mut HashMap<IpAddr, IpAddr>, flow: &Flow) -> IpAddr {
+    public.unwrap_or_else(|| local_for(cache, flow).ip())
 }
 
 /// Our address as the peer of `flow` reaches it: the listener's, or for a wildcard

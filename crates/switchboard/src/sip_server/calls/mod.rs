@@ -5,6 +5,7 @@
 
 mod call;
 mod engine;
+mod media;
 mod routing;
 
 use std::sync::Arc;
@@ -117,5 +118,36 @@ pub async fn run(
         let (calls, txs) = engine.sizes();
         calls_active.set(calls as f64);
         transactions.set(txs as f64);
+    }
+}
+
+/// Copies the relay's counters into Prometheus every second.
+pub async fn publish_media_metrics(core: Arc<SipCore>, mut stop: watch::Receiver<bool>) {
+    let packets = metrics::counter!("switchboard_media_packets_total");
+    let bytes = metrics::counter!("switchboard_media_bytes_total");
+    let lost = metrics::counter!("switchboard_media_lost_packets_total");
+    let dropped = |reason: &'static str| metrics::counter!("switchboard_media_dropped_packets_total", "reason" => reason);
+    let (foreign, no_destination, send_errors, truncated) = (
+        dropped("foreign"),
+        dropped("no_destination"),
+        dropped("send_error"),
+        dropped("truncated"),
+    );
+    let sessions = metrics::gauge!("switchboard_media_sessions");
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let t = core.relay.totals();
+        packets.absolute(t.packets);
+        bytes.absolute(t.bytes);
+        lost.absolute(t.lost);
+        foreign.absolute(t.foreign);
+        no_destination.absolute(t.no_destination);
+        send_errors.absolute(t.send_errors);
+        truncated.absolute(t.truncated);
+        sessions.set(core.relay.sessions() as f64);
     }
 }
