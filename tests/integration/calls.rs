@@ -1,6 +1,8 @@
-//! Calls through the B2BUA with real SIPp peers: a caller authenticating with 407, a
-//! callee that registered as an extension, and what the PBX records (CDR, events,
-//! calls in progress). Each test runs its own in-process server (`interop` helpers).
+//! Calls through the B2BUA with real peers: SIPp callers authenticating with 407 and
+//! callees registered as extensions, what the PBX records (CDR, events, calls in
+//! progress), and two baresip softphones whose audio must cross the media relay both
+//! ways while a stranger tries to hijack it. Each test runs its own in-process server
+//! (`interop` helpers).
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -8,8 +10,8 @@ use switchboard::config::{Config, SipTransport};
 
 use crate::harness::{Client, TestServer};
 use crate::interop::{
-    SECRET_2001, SECRET_2002, Sipp, SippRun, events_of, eventually, free_port, installed,
-    server_with,
+    Baresip, SECRET_2001, SECRET_2002, Sipp, SippRun, baresip_modules, bindings, events_of,
+    eventually, free_port, installed, server_with,
 };
 
 /// Short SIP timers, so the transactions of a finished call are gone within seconds
@@ -289,4 +291,184 @@ async fn sipp_hold_and_resume_are_relayed_to_the_other_leg() {
     let r = &cdrs(&admin, 1).await[0];
     assert_eq!(r["disposition"], "answered", "{r}");
     all_cleaned_up(&server, &admin).await;
+}
+
+/// `n` samples of white noise at 8 kHz from `seed` (a linear congruential generator):
+/// its autocorrelation is one spike, so cross-correlation finds the one true delay.
+fn noise(n: usize, seed: u32) -> Vec<i16> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((state >> 16) as i16) / 4
+        })
+        .collect()
+}
+
+fn write_wav(path: &std::path::Path, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in samples {
+        w.write_sample(*s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+fn rms(samples: &[i16]) -> f64 {
+    (samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / samples.len().max(1) as f64)
+        .sqrt()
+}
+
+/// The best normalized cross-correlation of a window of `recorded` (from 1.5 s in)
+/// with `source` at any delay, and the recording's RMS over the part that matched.
+fn best_match(recorded: &[i16], source: &[i16]) -> (f64, f64) {
+    const WINDOW: usize = 2000;
+    let start = 12_000.min(recorded.len().saturating_sub(WINDOW));
+    let window = &recorded[start..(start + WINDOW).min(recorded.len())];
+    let w_energy: f64 = window.iter().map(|s| f64::from(*s).powi(2)).sum();
+    let mut best = 0.0f64;
+    for lag in 0..source.len().saturating_sub(window.len()) {
+        let part = &source[lag..lag + window.len()];
+        let dot: f64 = window
+            .iter()
+            .zip(part)
+            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+            .sum();
+        let p_energy: f64 = part.iter().map(|s| f64::from(*s).powi(2)).sum();
+        let c = dot / (w_energy * p_energy).sqrt().max(1.0);
+        best = best.max(c);
+    }
+    (best, rms(window))
+}
+
+/// The decoded audio baresip recorded (`sndfile`: `dump-…-dec.wav` in `dir`).
+fn recording(dir: &std::path::Path) -> Vec<i16> {
+    let file = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| panic!("no recording in {}", dir.display()));
+    let mut reader = hound::WavReader::open(&file).unwrap();
+    assert_eq!(reader.spec().sample_rate, 8000, "{file:?}");
+    reader.samples::<i16>().map(|s| s.unwrap()).collect()
+}
+
+#[tokio::test]
+async fn baresip_audio_crosses_the_relay_both_ways_and_a_stranger_cannot_hijack_it() {
+    if !installed("baresip", "baresip") {
+        return;
+    }
+    let Some(modules) = baresip_modules() else {
+        return;
+    };
+    // baresip 1.0 (libre 1.x) knows only MD5 (see interop.rs).
+    let (server, admin) = server_with(|c| {
+        c.sip.digest_algorithms = vec![switchboard::config::DigestAlgorithm::Md5];
+    })
+    .await;
+    let target = server.sip_addr(SipTransport::Udp);
+    let audio = tempfile::tempdir().unwrap();
+    // Each phone says 12 s of its own noise; the call lasts about 7.
+    let says = [noise(12 * 8000, 1), noise(12 * 8000, 2)];
+    // Where each phone's sndfile module writes what it heard.
+    let heard = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let config = |who: usize, rtp: &str| {
+        let file = audio.path().join(format!("says-{who}.wav"));
+        write_wav(&file, &says[who]);
+        format!(
+            "module\tg711.so\nmodule\taufile.so\nmodule\taubridge.so\nmodule\tsndfile.so\nmodule\tmenu.so\n\
+             audio_source\taufile,{}\naudio_player\taubridge,nowhere\naudio_alert\taubridge,nowhere\n\
+             rtp_ports\t{rtp}\naudio_path\t{}\nsnd_path\t{}\n",
+            file.display(),
+            audio.path().display(),
+            heard[who].path().display(),
+        )
+    };
+    let callee_config = config(1, "31000-31099");
+    let mut callee = Baresip::start_with(
+        &modules,
+        &format!("<sip:2002@{target}>;auth_pass={SECRET_2002};answermode=auto;regint=600"),
+        &callee_config,
+        &[],
+    );
+    eventually("baresip 2002 registered", || async {
+        !bindings(&server, "2002").await.is_empty()
+    })
+    .await;
+    let dial = format!("/dial sip:2002@{target}");
+    let caller_config = config(0, "31100-31199");
+    let mut caller = Baresip::start_with(
+        &modules,
+        &format!("<sip:2001@{target}>;auth_pass={SECRET_2001};regint=0"),
+        &caller_config,
+        &["-e", &dial, "-t", "9"],
+    );
+
+    // While they talk, a stranger sends loud RTP to both relay ports.
+    eventually("the answered call", || async {
+        admin.get("/api/calls").await.1[0]["state"] == "answered"
+    })
+    .await;
+    let (_, calls) = admin.get("/api/calls").await;
+    let port = |side: &str| calls[0]["media_ports"][side].as_u64().unwrap() as u16;
+    let (caller_port, callee_port) = (port("caller"), port("callee"));
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    for seq in 0..150u16 {
+        let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef];
+        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+        packet.extend([0x00u8; 160]); // µ-law 0x00: full scale
+        for port in [caller_port, callee_port] {
+            stranger
+                .send_to(&packet, ("127.0.0.1", port))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut buf = [0u8; 2048];
+    let echoed = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        stranger.recv_from(&mut buf),
+    )
+    .await;
+    assert!(echoed.is_err(), "the relay sent the stranger media");
+
+    // The caller quits (-t), hanging up; both write out their recordings.
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), caller.wait())
+        .await
+        .expect("the caller quits after -t");
+    assert!(status.success(), "{}", caller.output());
+    let r = &cdrs(&admin, 1).await[0];
+    assert_eq!(r["disposition"], "answered", "{r}\n{}", caller.output());
+    assert_eq!(r["codec"], "PCMU");
+    callee.terminate().await;
+
+    for (who, dir, said) in [
+        ("callee hears the caller", heard[1].path(), &says[0]),
+        ("caller hears the callee", heard[0].path(), &says[1]),
+    ] {
+        let heard = recording(dir);
+        assert!(
+            heard.len() > 3 * 8000,
+            "{who}: only {} samples",
+            heard.len()
+        );
+        let (correlation, level) = best_match(&heard, said);
+        let ratio_db = 20.0 * (level / rms(said)).log10();
+        assert!(correlation > 0.9, "{who}: correlation {correlation:.3}");
+        assert!(ratio_db.abs() < 3.0, "{who}: level {ratio_db:.1} dB off");
+    }
+    let (_, metrics) = server.client().get_text("/metrics").await;
+    let foreign = metrics
+        .lines()
+        .find(|l| l.starts_with("switchboard_media_dropped_packets_total{reason=\"foreign\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(foreign >= 300.0, "stranger packets dropped: {foreign}");
 }

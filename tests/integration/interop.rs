@@ -533,7 +533,7 @@ async fn sipp_malformed_requests_get_400_and_service_goes_on() {
 // ---------------------------------------------------------------------------------------
 
 /// Where baresip's modules are (Debian's place first), if it has `account.so`.
-fn baresip_modules() -> Option<PathBuf> {
+pub(crate) fn baresip_modules() -> Option<PathBuf> {
     let found = [
         "/usr/lib/baresip/modules",
         "/usr/lib64/baresip/modules",
@@ -550,7 +550,7 @@ fn baresip_modules() -> Option<PathBuf> {
 
 /// baresip 1.0 running headless with a configuration directory of its own: no audio,
 /// no console, one account.
-struct Baresip {
+pub(crate) struct Baresip {
     child: tokio::process::Child,
     /// Everything it printed (`-s`: with the SIP trace).
     output: Arc<Mutex<String>>,
@@ -562,13 +562,19 @@ struct Baresip {
 
 impl Baresip {
     fn start(modules: &Path, account: &str) -> Self {
+        Self::start_with(modules, account, "", &[])
+    }
+
+    /// With `config` lines added to the minimal configuration and `args` (e.g. `-e`
+    /// commands) on its command line.
+    pub(crate) fn start_with(modules: &Path, account: &str, config: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         // The minimal set that registers: the account loader, no audio, video or UI.
         std::fs::write(
             dir.path().join("config"),
             format!(
-                "poll_method\tepoll\nsip_listen\t{listen}\nmodule_path\t{}\nmodule_tmp\taccount.so\n",
+                "poll_method\tepoll\nsip_listen\t{listen}\nmodule_path\t{}\nmodule_tmp\taccount.so\n{config}",
                 modules.display()
             ),
         )
@@ -578,6 +584,7 @@ impl Baresip {
             .arg("-f")
             .arg(dir.path())
             .arg("-s")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -609,13 +616,22 @@ impl Baresip {
         }
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().clone()
     }
 
     /// SIGTERM (baresip unregisters its accounts, then exits) and the exit status, once
     /// all its output is in.
-    async fn terminate(&mut self) -> ExitStatus {
+    /// Waits for it to exit by itself (`-t`), with all its output in.
+    pub(crate) async fn wait(&mut self) -> ExitStatus {
+        let status = self.child.wait().await.unwrap();
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
+        status
+    }
+
+    pub(crate) async fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().expect("still running").to_string();
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid])

@@ -447,7 +447,10 @@ async fn every_request_meets_the_uas_checks() {
     let ok = ask(&mut phone, request("OPTIONS", "Max-Forwards: 70\r\n")).await;
     assert_eq!(ok.code(), Some(200));
     assert!(ok.header(&HeaderName::Allow).unwrap().contains("REGISTER"));
-    let not_allowed = ask(&mut phone, request("INVITE", "Max-Forwards: 70\r\n")).await;
+    // A call from a stranger is challenged (the call engine takes INVITE).
+    let invite = ask(&mut phone, request("INVITE", "Max-Forwards: 70\r\n")).await;
+    assert_eq!(invite.code(), Some(407), "{invite}");
+    let not_allowed = ask(&mut phone, request("PUBLISH", "Max-Forwards: 70\r\n")).await;
     assert_eq!(not_allowed.code(), Some(405));
     assert!(not_allowed.header(&HeaderName::Allow).is_some());
     assert_eq!(

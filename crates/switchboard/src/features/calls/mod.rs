@@ -70,6 +70,16 @@ pub struct ActiveCall {
     pub started_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub answered_at: Option<Timestamp>,
+    /// The relay's RTP ports for this call (RTCP on the next port each), when its media
+    /// is anchored.
+    pub media_ports: Option<MediaPorts>,
+}
+
+/// The relay's RTP port facing each phone of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MediaPorts {
+    pub caller: u16,
+    pub callee: u16,
 }
 
 /// The calls in progress, kept by the call engine.

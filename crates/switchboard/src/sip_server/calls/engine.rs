@@ -22,7 +22,7 @@ use super::Command;
 use super::call::{self, Call, Established, Fork, Leg, Phase, Unacked};
 use super::media::{Media, Unusable};
 use super::routing::{self, MAX_FORWARDS, Plan};
-use crate::features::calls::{ActiveCall, CallEvent, CallRecord, Disposition};
+use crate::features::calls::{ActiveCall, CallEvent, CallRecord, Disposition, MediaPorts};
 use crate::features::extensions::model::ForwardWhen;
 use crate::sip_server::SipCore;
 use crate::sip_server::auth::{self, Challenger, Verdict};
@@ -1371,6 +1371,10 @@ fn active(call: &Call) -> ActiveCall {
         },
         started_at: call.started_at,
         answered_at: call.answered_at,
+        media_ports: call.media.as_ref().map(|m| MediaPorts {
+            caller: m.session.port(switchboard_media::relay::Side::A),
+            callee: m.session.port(switchboard_media::relay::Side::B),
+        }),
     }
 }
 
