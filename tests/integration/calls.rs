@@ -25,15 +25,26 @@ fn quick_timers(config: &mut Config) {
 /// Registers extension 2002 from a port of its own and starts `scenario` there as
 /// the callee (SIPp answers where it registered from).
 async fn callee(server: &TestServer, scenario: &'static str) -> SippRun {
+    callee_as(server, scenario, "2002", SECRET_2002).await
+}
+
+async fn callee_as(
+    server: &TestServer,
+    scenario: &'static str,
+    number: &str,
+    secret: &str,
+) -> SippRun {
     let sip = server.sip_addr(SipTransport::Udp);
     let port = free_port();
-    Sipp::new("register_digest.xml", sip, "2002")
-        .auth("2002", SECRET_2002)
+    Sipp::new("register_digest.xml", sip, number)
+        .auth(number, secret)
         .port(port)
         .passes()
         .await;
-    Sipp::new(scenario, sip, "2002").port(port).spawn()
+    Sipp::new(scenario, sip, number).port(port).spawn()
 }
+
+const SECRET_2003: &str = "calls-secret-2003";
 
 /// The `m=audio` ports of the SDP in the messages SIPp traced as `direction`
 /// (`received` or `sent`).
@@ -471,4 +482,137 @@ async fn baresip_audio_crosses_the_relay_both_ways_and_a_stranger_cannot_hijack_
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(foreign >= 300.0, "stranger packets dropped: {foreign}");
+}
+
+#[tokio::test]
+async fn sipp_callee_hangs_up_and_the_caller_gets_bye() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    let callee = callee(&server, "call_callee_hangs_up.xml").await;
+    caller(&server, "call_caller_hung_up.xml", "2002")
+        .passes()
+        .await;
+    callee.passed().await;
+    let r = &cdrs(&admin, 1).await[0];
+    assert_eq!(r["hangup_cause"], "callee hung up", "{r}");
+    all_cleaned_up(&server, &admin).await;
+}
+
+#[tokio::test]
+async fn an_admin_hangs_up_a_call_through_the_api_and_users_may_not() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    let user = server.user(&admin, "3001").await;
+    let callee = callee(&server, "call_callee_answer.xml").await;
+    let call = caller(&server, "call_caller_hung_up.xml", "2002").spawn();
+    eventually("the answered call", || async {
+        admin.get("/api/calls").await.1[0]["state"] == "answered"
+    })
+    .await;
+    let (_, calls) = admin.get("/api/calls").await;
+    let id = calls[0]["id"].as_str().unwrap().to_owned();
+    // Another extension's user sees none of it and may not end it.
+    assert_eq!(user.get("/api/calls").await.1, serde_json::json!([]));
+    let (status, _) = user.delete(&format!("/api/calls/{id}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.client().delete(&format!("/api/calls/{id}")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = admin.delete("/api/calls/not-a-call").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "id");
+
+    let (status, body) = admin.delete(&format!("/api/calls/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // Both phones got a BYE and answered it.
+    call.passed().await;
+    callee.passed().await;
+    let (status, _) = admin.delete(&format!("/api/calls/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let r = &cdrs(&admin, 1).await[0];
+    assert_eq!(r["hangup_cause"], "ended by an administrator", "{r}");
+    // A user sees the records of their own calls only.
+    let (_, mine) = user.get("/api/cdr").await;
+    assert_eq!(mine["total"], 0, "{mine}");
+    let (status, _) = user.get("/api/cdr?extension=2001").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    all_cleaned_up(&server, &admin).await;
+}
+
+/// A server where 2002 forwards to 2003 `when`.
+async fn forwarding_server(when: &str, tweak: impl FnOnce(&mut Config)) -> (TestServer, Client) {
+    let (server, admin) = server_with(|c| {
+        quick_timers(c);
+        tweak(c);
+    })
+    .await;
+    server
+        .extension_with_secret(&admin, "2003", SECRET_2003)
+        .await;
+    let (status, body) = admin
+        .patch(
+            "/api/extensions/2002",
+            serde_json::json!({"call_forwarding": {"target": "2003", "when": when}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (server, admin)
+}
+
+#[tokio::test]
+async fn sipp_forwarding_always_rings_the_target_instead() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = forwarding_server("always", |_| {}).await;
+    let target = callee_as(&server, "call_callee_answer.xml", "2003", SECRET_2003).await;
+    caller(&server, "call_caller.xml", "2002").passes().await;
+    target.passed().await;
+    let r = &cdrs(&admin, 1).await[0];
+    assert_eq!(r["callee"], "2002", "{r}");
+    assert_eq!(r["answered_by"], "2003", "{r}");
+    all_cleaned_up(&server, &admin).await;
+}
+
+#[tokio::test]
+async fn sipp_forwarding_on_busy_and_on_no_answer() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    for (when, scenario) in [
+        ("busy", "call_callee_busy.xml"),
+        ("no_answer", "call_callee_ring.xml"),
+    ] {
+        let (server, admin) = forwarding_server(when, |c| c.calls.ring_timeout = 5).await;
+        let first = callee(&server, scenario).await;
+        let target = callee_as(&server, "call_callee_answer.xml", "2003", SECRET_2003).await;
+        caller(&server, "call_caller.xml", "2002").passes().await;
+        first.passed().await;
+        target.passed().await;
+        let r = &cdrs(&admin, 1).await[0];
+        assert_eq!(r["answered_by"], "2003", "{when}: {r}");
+        assert_eq!(r["disposition"], "answered", "{when}: {r}");
+        all_cleaned_up(&server, &admin).await;
+    }
+}
+
+#[tokio::test]
+async fn sipp_every_phone_of_the_callee_rings_and_the_first_answer_wins() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    // Two phones registered for 2002: one answers, the other is cancelled.
+    let ringing = callee(&server, "call_callee_ring.xml").await;
+    let answering = callee(&server, "call_callee_answer.xml").await;
+    assert_eq!(crate::interop::bindings(&server, "2002").await.len(), 2);
+    caller(&server, "call_caller.xml", "2002").passes().await;
+    answering.passed().await;
+    ringing.passed().await;
+    let r = &cdrs(&admin, 1).await[0];
+    assert_eq!(r["disposition"], "answered", "{r}");
+    all_cleaned_up(&server, &admin).await;
 }
