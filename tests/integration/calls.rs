@@ -616,3 +616,116 @@ async fn sipp_every_phone_of_the_callee_rings_and_the_first_answer_wins() {
     assert_eq!(r["disposition"], "answered", "{r}");
     all_cleaned_up(&server, &admin).await;
 }
+
+#[tokio::test]
+async fn sipp_blind_transfer_connects_the_caller_to_the_target() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    server
+        .extension_with_secret(&admin, "2003", SECRET_2003)
+        .await;
+    let target = callee_as(&server, "call_callee_answer.xml", "2003", SECRET_2003).await;
+    let sip = server.sip_addr(SipTransport::Udp);
+    let port = free_port();
+    Sipp::new("register_digest.xml", sip, "2002")
+        .auth("2002", SECRET_2002)
+        .port(port)
+        .passes()
+        .await;
+    let transferor = Sipp::new("call_callee_transfers.xml", sip, "2002")
+        .port(port)
+        .key("target", "2003")
+        .spawn();
+    // The caller talks for six seconds, to 2002 and then to 2003, and hangs up.
+    caller(&server, "call_caller_long.xml", "2002")
+        .passes()
+        .await;
+    transferor.passed().await;
+    target.passed().await;
+    let r = &cdrs(&admin, 1).await[0];
+    assert_eq!(r["answered_by"], "2003", "{r}");
+    assert_eq!(r["hangup_cause"], "caller hung up", "{r}");
+    let transferred = events_of(&server, "call.transferred").await;
+    assert_eq!(transferred.len(), 1, "{transferred:?}");
+    assert_eq!(transferred[0]["transferred_from"], "2002");
+    assert_eq!(transferred[0]["transferred_to"], "2003");
+    assert_eq!(transferred[0]["call_id"], r["id"]);
+    all_cleaned_up(&server, &admin).await;
+}
+
+#[tokio::test]
+async fn attended_transfer_joins_the_two_other_parties() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    server
+        .extension_with_secret(&admin, "2003", SECRET_2003)
+        .await;
+    let y = callee(&server, "call_callee_answer.xml").await;
+    let z = callee_as(&server, "call_callee_reinvited.xml", "2003", SECRET_2003).await;
+    // 2001 calls 2002, then consults 2003, then transfers 2002 to 2003.
+    let mut x =
+        crate::sip_phone::Phone::udp(server.sip_addr(SipTransport::Udp), "2001", SECRET_2001).await;
+    let mut first = x.call("2002").await;
+    let consultation = x.call("2003").await;
+    let replaces = format!(
+        "{}%3Bto-tag%3D{}%3Bfrom-tag%3D{}",
+        consultation.call_id.replace('@', "%40"),
+        consultation.remote_tag,
+        consultation.local_tag
+    );
+    let via = x.via();
+    let mut refer = first.request(switchboard_sip::Method::Refer, &via, &x.contact());
+    refer.push(
+        switchboard_sip::HeaderName::ReferTo,
+        format!("<sip:2003@switchboard?Replaces={replaces}>"),
+    );
+    refer.push(switchboard_sip::HeaderName::ContentLength, "0");
+    x.send(&refer).await;
+    // 202, two NOTIFYs (100, then 200 once 2003 is moved), a BYE in each call.
+    let mut seen = Vec::new();
+    let mut byes = 0;
+    while byes < 2 {
+        let m = x.recv().await;
+        match (m.method().cloned(), m.code()) {
+            (None, Some(code)) => seen.push(code.to_string()),
+            (Some(method), _) => {
+                if method == switchboard_sip::Method::Bye {
+                    byes += 1;
+                }
+                if method == switchboard_sip::Method::Notify {
+                    seen.push(String::from_utf8_lossy(&m.body).trim().to_owned());
+                }
+                x.answer(&m, 200).await;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        ["202", "SIP/2.0 100 Trying", "SIP/2.0 200 OK"],
+        "what 2001 heard"
+    );
+    // 2002 and 2003 now talk in the first call; the consultation call is over.
+    eventually("one call left", || async {
+        admin.get("/api/calls").await.1.as_array().map(Vec::len) == Some(1)
+    })
+    .await;
+    let (_, calls) = admin.get("/api/calls").await;
+    let id = calls[0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = admin.delete(&format!("/api/calls/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    y.passed().await;
+    z.passed().await;
+    let records = cdrs(&admin, 2).await;
+    let consult = records.iter().find(|r| r["callee"] == "2003").unwrap();
+    assert_eq!(consult["hangup_cause"], "transferred", "{records:?}");
+    let main = records.iter().find(|r| r["callee"] == "2002").unwrap();
+    assert_eq!(main["answered_by"], "2002", "{records:?}");
+    let transferred = events_of(&server, "call.transferred").await;
+    assert_eq!(transferred.len(), 1, "{transferred:?}");
+    all_cleaned_up(&server, &admin).await;
+}

@@ -173,10 +173,11 @@ impl Phone {
         let uri = req.uri().unwrap().to_string();
         let nc = format!("{nc:08x}");
         let cnonce = rand_word();
+        let method = req.method().unwrap().as_str().to_owned();
         let resp = response(
             algorithm,
             &h1,
-            "REGISTER",
+            &method,
             &uri,
             &challenge.nonce,
             &nc,
@@ -194,7 +195,94 @@ impl Phone {
             qop: Some("auth".into()),
             nc: Some(nc.into()),
         };
-        req.set(HeaderName::Authorization, creds.to_header().to_string());
+        // A registrar challenges with 401, a proxy (the PBX placing a call) with 407.
+        let header = if method == "REGISTER" {
+            HeaderName::Authorization
+        } else {
+            HeaderName::ProxyAuthorization
+        };
+        req.set(header, creds.to_header().to_string());
+    }
+
+    /// A new branch for a request of ours.
+    pub fn via(&mut self) -> switchboard_sip::header::Via {
+        self.branch_seq += 1;
+        switchboard_sip::header::Via::parse(&format!(
+            "SIP/2.0/{} {};rport;branch=z9hG4bK{}x{}",
+            self.transport(),
+            self.local,
+            rand_word(),
+            self.branch_seq
+        ))
+        .unwrap()
+    }
+
+    /// Calls `number` (INVITE with an SDP offer, 407, INVITE with credentials) until it
+    /// is answered; ACKs the 200 and returns the dialog.
+    pub async fn call(&mut self, number: &str) -> switchboard_sip::dialog::Dialog {
+        let call_id = format!("{}@test", rand_word());
+        let tag = rand_word();
+        let invite = |phone: &mut Self, seq: u32| {
+            let uri = Uri::parse(&format!("sip:{number}@{REALM}")).unwrap();
+            let mut m = Message::request(Method::Invite, uri);
+            m.push(HeaderName::Via, phone.via().to_string());
+            m.push(HeaderName::MaxForwards, "70");
+            m.push(
+                HeaderName::From,
+                format!("<sip:{}@{REALM}>;tag={tag}", phone.ext),
+            );
+            m.push(HeaderName::To, format!("<sip:{number}@{REALM}>"));
+            m.push(HeaderName::CallId, call_id.clone());
+            m.push(HeaderName::CSeq, format!("{seq} INVITE"));
+            m.push(HeaderName::Contact, phone.contact());
+            let sdp = format!(
+                "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio {} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+                 a=rtpmap:101 telephone-event/8000\r\n",
+                phone.local.port() + 2
+            );
+            m.set_body("application/sdp", sdp);
+            m
+        };
+        let first = invite(self, 1);
+        self.send(&first).await;
+        let challenge = self.final_response().await;
+        assert_eq!(challenge.code(), Some(407), "{challenge}");
+        let ack = switchboard_sip::transaction::ack_for(&first, &challenge).unwrap();
+        self.send(&ack).await;
+        let c = challenge
+            .header_values(&HeaderName::ProxyAuthenticate)
+            .filter_map(|v| AuthHeader::parse(v).ok())
+            .filter_map(|h| DigestChallenge::from_header(&h).ok())
+            .find(|c| c.algorithm.as_deref() == Some("MD5"))
+            .expect("an MD5 challenge");
+        let mut second = invite(self, 2);
+        self.authorize(&mut second, &c, 1);
+        self.send(&second).await;
+        let ok = self.final_response().await;
+        assert_eq!(ok.code(), Some(200), "{ok}");
+        let dialog = switchboard_sip::dialog::Dialog::as_uac(&second, &ok).unwrap();
+        let mut ack = dialog.ack(2, &self.via());
+        ack.push(HeaderName::ContentLength, "0");
+        self.send(&ack).await;
+        dialog
+    }
+
+    /// The next final response (provisional ones skipped).
+    async fn final_response(&mut self) -> Message {
+        loop {
+            let m = self.recv().await;
+            if m.code().is_some_and(|c| c >= 200) {
+                return m;
+            }
+        }
+    }
+
+    /// Answers `req` with `code` (a UAS in an existing dialog: the To is kept).
+    pub async fn answer(&mut self, req: &Message, code: u16) {
+        let mut resp = Message::response_to(req, code, None);
+        resp.push(HeaderName::ContentLength, "0");
+        self.send(&resp).await;
     }
 
     /// REGISTER → 401 → REGISTER with credentials (`algorithm` picks the challenge);

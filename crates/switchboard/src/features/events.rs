@@ -20,6 +20,7 @@ pub enum EventType {
     CallStarted,
     CallAnswered,
     CallEnded,
+    CallTransferred,
 }
 
 impl EventType {
@@ -32,6 +33,7 @@ impl EventType {
         Self::CallStarted,
         Self::CallAnswered,
         Self::CallEnded,
+        Self::CallTransferred,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +46,7 @@ impl EventType {
             Self::CallStarted => "call.started",
             Self::CallAnswered => "call.answered",
             Self::CallEnded => "call.ended",
+            Self::CallTransferred => "call.transferred",
         }
     }
 }

@@ -24,6 +24,7 @@ pub const METHODS: &[Method] = &[
     Method::Cancel,
     Method::Update,
     Method::Info,
+    Method::Refer,
     Method::Notify,
     Method::Message,
 ];
@@ -105,6 +106,7 @@ fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox)
         | Method::Cancel
         | Method::Update
         | Method::Info
+        | Method::Refer
         | Method::Notify
         | Method::Message => {
             let invite = method == Method::Invite;

@@ -182,6 +182,12 @@ impl CallRecord {
 pub enum CallEvent {
     Started(ActiveCall),
     Answered(ActiveCall),
+    /// A transfer put `to` in the place of `from` (extension numbers).
+    Transferred {
+        call: ActiveCall,
+        from: String,
+        to: String,
+    },
     Ended(CallRecord),
 }
 

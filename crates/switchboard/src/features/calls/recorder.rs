@@ -1,4 +1,5 @@
-//! Writes what the call engine reports: `call.started` and `call.answered` events, and
+//! Writes what the call engine reports: `call.started`, `call.answered` and
+//! `call.transferred` events, and
 //! at the end the CDR with its `call.ended` event in one transaction. Batched, so a
 //! call storm costs a commit per batch rather than per call; a failed commit is
 //! retried, so nothing reported is lost while the server runs.
@@ -59,6 +60,12 @@ async fn commit(db: &Db, batch: &[CallEvent]) -> store::Result<()> {
             }
             CallEvent::Answered(call) => {
                 emit(&mut tx, EventType::CallAnswered, &progress(call)).await?;
+            }
+            CallEvent::Transferred { call, from, to } => {
+                let mut data = progress(call);
+                data["transferred_from"] = json!(from);
+                data["transferred_to"] = json!(to);
+                emit(&mut tx, EventType::CallTransferred, &data).await?;
             }
             CallEvent::Ended(record) => {
                 let mut data = serde_json::to_value(record).unwrap_or_default();

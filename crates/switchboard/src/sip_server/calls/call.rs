@@ -123,6 +123,29 @@ pub struct Call {
     pub offer_sdp: Option<SessionDescription>,
     /// The relay ports the call's media goes through (absent without an SDP offer).
     pub media: Option<Media>,
+    /// A transfer asked for by one of the legs (REFER), while it is under way.
+    pub transfer: Option<Transfer>,
+}
+
+/// A transfer under way (RFC 3515 REFER, RFC 5589): the leg `by` asked that the other
+/// leg be connected to someone else; that someone takes `by`'s place in the call.
+#[derive(Debug)]
+pub struct Transfer {
+    pub by: Leg,
+    /// Who the other leg is being connected to (an extension number).
+    pub to: String,
+    pub kind: TransferKind,
+    /// When a blind transfer stops ringing.
+    pub deadline: Instant,
+}
+
+#[derive(Debug)]
+pub enum TransferKind {
+    /// Ring `to`'s phones with the other leg's media.
+    Blind { call_id: String, forks: Vec<Fork> },
+    /// Attended: leg `leg` of call `other` (the consultation call) joins this call;
+    /// it is being re-INVITEd to the relay ports of this call.
+    Attended { other: u64, leg: Leg },
 }
 
 impl Call {
@@ -204,10 +227,30 @@ pub fn identity(name: &str, number: &str, realm: &str) -> String {
     addr.to_string()
 }
 
-/// The INVITE that rings one of the callee's phones (`target`: its contact URI) with
-/// `body` (the caller's offer, anchored for this phone).
+/// Who a leg the PBX places comes from, and its dialog identifiers.
+pub struct Origin<'a> {
+    pub call_id: &'a str,
+    pub tag: &'a str,
+    pub name: &'a str,
+    pub number: &'a str,
+}
+
+impl Call {
+    /// The origin of the forks ringing the callee: the caller.
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            call_id: &self.b_call_id,
+            tag: &self.b_tag,
+            name: &self.caller_name,
+            number: &self.caller,
+        }
+    }
+}
+
+/// The INVITE that rings a phone of `callee` (`target`: its contact URI) with `body`
+/// (the offer, anchored for this phone).
 pub fn fork_invite(
-    call: &Call,
+    origin: &Origin<'_>,
     target: Uri,
     flow: &Flow,
     local: SocketAddr,
@@ -218,12 +261,12 @@ pub fn fork_invite(
     let mut msg = Message::request(Method::Invite, target);
     msg.push(HeaderName::Via, via(flow, local).to_string());
     msg.push(HeaderName::MaxForwards, "70");
-    let from = identity(&call.caller_name, &call.caller, realm);
-    msg.push(HeaderName::From, format!("{from};tag={}", call.b_tag));
+    let from = identity(origin.name, origin.number, realm);
+    msg.push(HeaderName::From, format!("{from};tag={}", origin.tag));
     msg.push(HeaderName::To, identity("", callee, realm));
-    msg.push(HeaderName::CallId, call.b_call_id.clone());
+    msg.push(HeaderName::CallId, origin.call_id.to_owned());
     msg.push(HeaderName::CSeq, "1 INVITE");
-    msg.push(HeaderName::Contact, contact(flow, local, &call.caller));
+    msg.push(HeaderName::Contact, contact(flow, local, origin.number));
     msg.push(HeaderName::PAssertedIdentity, from);
     msg.push(HeaderName::Allow, super::ALLOW);
     msg.push(

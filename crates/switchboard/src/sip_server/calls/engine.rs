@@ -4,6 +4,8 @@
 //! place and in order, without locks. What it sends goes into an [`Outbox`]; call
 //! records and events go to the recorder.
 
+mod transfer;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -48,6 +50,10 @@ enum Role {
         /// The SDP offer it carried, which the answer is cut to.
         offer: Option<Box<SessionDescription>>,
     },
+    /// An INVITE ringing a blind transfer's target for call `.0`.
+    TransferFork(u64),
+    /// The re-INVITE moving an attended transfer's party into call `.0`.
+    TransferReinvite(u64),
     /// A request of our own (BYE, CANCEL) whose answer needs no action.
     Own,
 }
@@ -65,6 +71,8 @@ enum Timer {
     Retransmit(u64, Leg),
     /// Look whether the call's media still flows (`calls.media_timeout`).
     Media(u64),
+    /// A blind transfer's ringing ends.
+    Transfer(u64),
 }
 
 pub struct Engine {
@@ -151,6 +159,14 @@ impl Engine {
         match command {
             Command::Sip { msg, reply } => self.on_sip(msg, reply, now),
             Command::Resume(key) => self.on_resume(key, now),
+            Command::ResumeTransfer {
+                call,
+                by_caller,
+                number,
+            } => {
+                let by = if by_caller { Leg::A } else { Leg::B };
+                self.start_blind(call, by, number, false, now);
+            }
             Command::Hangup { id, done } => {
                 let _ = done.send(self.hangup(id, now));
             }
@@ -495,6 +511,7 @@ impl Engine {
             offer,
             offer_sdp,
             media,
+            transfer: None,
             a_invite: invite,
         };
         self.by_call_id.insert(call.a.dialog.call_id.clone(), id);
@@ -547,7 +564,7 @@ impl Engine {
                         (_, offer) => offer.clone(),
                     };
                     let invite = call::fork_invite(
-                        call,
+                        &call.origin(),
                         target,
                         &binding.flow,
                         local,
@@ -661,6 +678,8 @@ impl Engine {
                 answer,
                 offer,
             } => self.relayed_response(call, to, &answer, offer.as_deref(), resp, now),
+            Role::TransferFork(call) => self.transfer_fork_response(call, key, resp, now),
+            Role::TransferReinvite(call) => self.transfer_reinvite_response(call, resp, now),
             _ => {}
         }
     }
@@ -1015,9 +1034,15 @@ impl Engine {
 
     /// Sends BYE on `leg` of call `id`.
     fn bye(&mut self, id: u64, leg: Leg, now: Instant) {
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
+        self.bye_leg(&mut call, leg, now);
+        self.calls.insert(id, call);
+    }
+
+    /// Sends BYE on `leg` of `call` (which may be out of the map).
+    fn bye_leg(&mut self, call: &mut Call, leg: Leg, now: Instant) {
         let Some(target) = call.established_mut(leg) else {
             return;
         };
@@ -1046,8 +1071,7 @@ impl Engine {
         };
         let method = req.method().cloned().unwrap_or(Method::Info);
         if method == Method::Refer {
-            let resp = reply_in(call, from, req, 501, Some("Transfer is not available yet"));
-            self.respond(key, resp, now);
+            self.refer(id, from, key, req, now);
             return;
         }
         let Some(target) = call.established_mut(to) else {
@@ -1231,6 +1255,7 @@ impl Engine {
                 }
                 Timer::Retransmit(id, leg) => self.retransmit(id, leg, at, now),
                 Timer::Media(id) => self.check_media(id, now),
+                Timer::Transfer(id) => self.transfer_timeout(id, at, now),
             }
         }
     }
@@ -1317,16 +1342,48 @@ impl Engine {
         let Some(call) = self.calls.remove(&id) else {
             return;
         };
-        self.by_call_id.remove(&call.a.dialog.call_id);
-        self.by_call_id.remove(&call.b_call_id);
+        // Only the ids still pointing here: a transfer may have moved a dialog on.
+        let mut ids = vec![&call.a.dialog.call_id, &call.b_call_id];
+        ids.extend(call.b.as_ref().map(|b| &b.dialog.call_id));
+        if let Some(call::Transfer {
+            kind: call::TransferKind::Blind { call_id, .. },
+            ..
+        }) = &call.transfer
+        {
+            ids.push(call_id);
+        }
+        for call_id in ids {
+            if self.by_call_id.get(call_id) == Some(&id) {
+                self.by_call_id.remove(call_id);
+            }
+        }
         self.core.calls.active.remove(&call.uuid);
+        let record = self.record(&call, disposition, cause);
+        let _ = self.records.send(CallEvent::Ended(record));
+        // A transfer still ringing stops ringing.
+        if let Some(call::Transfer {
+            kind: call::TransferKind::Blind { forks, .. },
+            ..
+        }) = call.transfer
+        {
+            for fork in forks
+                .iter()
+                .filter(|f| f.final_code.is_none() && f.provisional)
+            {
+                self.cancel_fork(fork, Instant::now());
+            }
+        }
+    }
+
+    /// The call detail record of `call`, ending now.
+    fn record(&self, call: &Call, disposition: Disposition, cause: String) -> CallRecord {
         let ended_at = Timestamp::now();
-        let record = CallRecord {
+        CallRecord {
             id: call.uuid,
-            caller: call.caller,
-            caller_name: call.caller_name,
-            callee: call.dialled,
-            answered_by: call.answered_at.and(call.target),
+            caller: call.caller.clone(),
+            caller_name: call.caller_name.clone(),
+            callee: call.dialled.clone(),
+            answered_by: call.answered_at.and(call.target.clone()),
             started_at: call.started_at,
             answered_at: call.answered_at,
             ended_at,
@@ -1336,9 +1393,8 @@ impl Engine {
                 .unwrap_or(0),
             disposition,
             hangup_cause: cause,
-            codec: call.media.and_then(|m| m.codec),
-        };
-        let _ = self.records.send(CallEvent::Ended(record));
+            codec: call.media.as_ref().and_then(|m| m.codec.clone()),
+        }
     }
 }
 

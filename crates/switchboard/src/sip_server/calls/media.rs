@@ -26,6 +26,9 @@ pub struct Media {
     holding: [bool; 2],
     /// The codec of the last answer (first format of the relayed stream).
     pub codec: Option<String>,
+    /// The last SDP each leg's phone sent, as it sent it: a transfer offers the
+    /// remaining phone's to whoever takes the other's place.
+    pub last_sdp: [Option<Bytes>; 2],
 }
 
 impl std::fmt::Debug for Media {
@@ -52,6 +55,7 @@ impl Media {
             session,
             holding: [false; 2],
             codec: None,
+            last_sdp: [None, None],
         }
     }
 
@@ -78,6 +82,7 @@ impl Media {
         {
             return Err(Unusable("No codec in common".into()));
         }
+        self.last_sdp[usize::from(from == Leg::B)] = Some(Bytes::copy_from_slice(body));
         let session_side = side(from);
         let address = sdp.media_address(stream);
         self.session.set_signalled(session_side, address);

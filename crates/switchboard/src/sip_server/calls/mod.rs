@@ -21,7 +21,7 @@ use super::transport::Flow;
 use crate::features::calls::{ActiveCalls, CallEvent};
 
 /// The methods the PBX takes within calls, as it advertises them.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY, MESSAGE";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY, MESSAGE";
 
 /// Messages waiting for the engine before new calls are refused with 503.
 const QUEUE: usize = 16_384;
@@ -38,6 +38,12 @@ pub enum Command {
     Sip { msg: Message, reply: Flow },
     /// An extension the transaction `key` waited for is now in the cache.
     Resume(TransactionKey),
+    /// The extension a transfer of call `call` waited for is now in the cache.
+    ResumeTransfer {
+        call: u64,
+        by_caller: bool,
+        number: String,
+    },
     /// Hang up a call (the API); answers whether it existed.
     Hangup {
         id: uuid::Uuid,
