@@ -109,6 +109,9 @@ pub struct Call {
     pub dialled: String,
     /// The number being routed while its extension is looked up.
     pub pending_route: String,
+    /// Extension lookups this call waited for (a database that keeps failing is
+    /// given up on).
+    pub lookups: u8,
     /// The extension being rung now (forwarding changes it).
     pub target: Option<String>,
     pub callee: Option<Arc<SipCredential>>,

@@ -408,10 +408,16 @@ impl Engine {
             self.respond_plain(key, request, 500, Some("Extension lookup failed"), now);
             return;
         }
-        let (core, resume, key) = (self.core.clone(), self.resume.clone(), key.clone());
+        self.spawn_lookup(number, Command::Resume(key.clone()));
+    }
+
+    /// Reads `number` into the credential cache off the engine, then hands the engine
+    /// `then`.
+    fn spawn_lookup(&self, number: String, then: Command) {
+        let (core, resume) = (self.core.clone(), self.resume.clone());
         tokio::spawn(async move {
             core.credentials.get(&number).await;
-            let _ = resume.send(Command::Resume(key)).await;
+            let _ = resume.send(then).await;
         });
     }
 
@@ -502,6 +508,7 @@ impl Engine {
             caller_name,
             dialled: dialled.clone(),
             pending_route: dialled.clone(),
+            lookups: 0,
             target: None,
             callee: None,
             forwards: 0,
@@ -612,16 +619,16 @@ impl Engine {
                 let Some(call) = self.calls.get_mut(&id) else {
                     return;
                 };
+                call.lookups += 1;
+                if call.lookups > 2 {
+                    // The cache still misses after a lookup: the database is failing.
+                    self.fail(id, 500, "Extension lookup failed", Disposition::Failed, now);
+                    return;
+                }
                 call.pending_route = number.clone();
-                let (key, invite) = (call.a_invite_key.clone(), call.a_invite.clone());
-                if let Some(t) = self.txs.get_mut(&key) {
-                    t.role = Role::Server { lookups: 0 };
-                }
                 // The lookup resumes the call through its INVITE's transaction.
-                self.look_up(&key, number, now, &invite);
-                if let Some(t) = self.txs.get_mut(&key) {
-                    t.role = Role::AInvite(id);
-                }
+                let key = call.a_invite_key.clone();
+                self.spawn_lookup(number, Command::Resume(key));
             }
         }
     }

@@ -120,16 +120,12 @@ impl Engine {
                 return;
             }
             Plan::Lookup(number) if may_look_up => {
-                let (core, resume) = (self.core.clone(), self.resume.clone());
-                tokio::spawn(async move {
-                    core.credentials.get(&number).await;
-                    let command = Command::ResumeTransfer {
-                        call: id,
-                        by_caller: by == Leg::A,
-                        number,
-                    };
-                    let _ = resume.send(command).await;
-                });
+                let then = Command::ResumeTransfer {
+                    call: id,
+                    by_caller: by == Leg::A,
+                    number: number.clone(),
+                };
+                self.spawn_lookup(number, then);
                 return;
             }
             // A transfer target's own forwarding is not followed.
