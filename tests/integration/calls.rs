@@ -729,3 +729,52 @@ async fn attended_transfer_joins_the_two_other_parties() {
     assert_eq!(transferred.len(), 1, "{transferred:?}");
     all_cleaned_up(&server, &admin).await;
 }
+
+#[tokio::test]
+async fn hostile_sdp_is_refused_with_488_and_leaves_no_port_behind() {
+    let (server, admin) = server_with(quick_timers).await;
+    let sip = server.sip_addr(SipTransport::Udp);
+    // 2002 is registered (a test phone that never answers: nothing reaches it).
+    let mut callee = crate::sip_phone::Phone::udp(sip, "2002", SECRET_2002).await;
+    assert_eq!(callee.register(600).await.code(), Some(200));
+    let mut x = crate::sip_phone::Phone::udp(sip, "2001", SECRET_2001).await;
+    let audio = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    for (sdp, reason) in [
+        ("v=0\r\nthis is not SDP\r\n", "Bad SDP"),
+        (
+            "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 99999 RTP/AVP 0\r\n",
+            "Bad SDP",
+        ),
+        (
+            &audio.replace("m=audio", "m=video") as &str,
+            "No audio stream to relay",
+        ),
+        (
+            &audio.replace("m=audio 4000", "m=audio 0") as &str,
+            "No audio stream to relay",
+        ),
+    ] {
+        let (_, answer) = x.invite("2002", sdp).await;
+        assert_eq!(answer.code(), Some(488), "{sdp:?}: {answer}");
+        assert!(answer.reason().unwrap().starts_with(reason), "{answer}");
+    }
+    assert!(
+        callee
+            .try_recv(std::time::Duration::from_millis(200))
+            .await
+            .is_none(),
+        "a refused call rang the phone"
+    );
+    let client = server.client();
+    eventually("every relay port back", || async {
+        let (_, text) = client.get_text("/metrics").await;
+        text.lines().any(|l| l == "switchboard_media_sessions 0")
+    })
+    .await;
+    let records = cdrs(&admin, 2).await;
+    assert!(
+        records.iter().all(|r| r["disposition"] == "failed"),
+        "{records:?}"
+    );
+}

@@ -220,6 +220,24 @@ impl Phone {
     /// Calls `number` (INVITE with an SDP offer, 407, INVITE with credentials) until it
     /// is answered; ACKs the 200 and returns the dialog.
     pub async fn call(&mut self, number: &str) -> switchboard_sip::dialog::Dialog {
+        let sdp = format!(
+            "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\n",
+            self.local.port() + 2
+        );
+        let (invite, ok) = self.invite(number, &sdp).await;
+        assert_eq!(ok.code(), Some(200), "{ok}");
+        let dialog = switchboard_sip::dialog::Dialog::as_uac(&invite, &ok).unwrap();
+        let mut ack = dialog.ack(2, &self.via());
+        ack.push(HeaderName::ContentLength, "0");
+        self.send(&ack).await;
+        dialog
+    }
+
+    /// INVITE `number` with `sdp`, 407, INVITE with credentials: that INVITE and its
+    /// final answer (a non-2xx is acknowledged).
+    pub async fn invite(&mut self, number: &str, sdp: &str) -> (Message, Message) {
         let call_id = format!("{}@test", rand_word());
         let tag = rand_word();
         let invite = |phone: &mut Self, seq: u32| {
@@ -235,13 +253,7 @@ impl Phone {
             m.push(HeaderName::CallId, call_id.clone());
             m.push(HeaderName::CSeq, format!("{seq} INVITE"));
             m.push(HeaderName::Contact, phone.contact());
-            let sdp = format!(
-                "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-                 m=audio {} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
-                 a=rtpmap:101 telephone-event/8000\r\n",
-                phone.local.port() + 2
-            );
-            m.set_body("application/sdp", sdp);
+            m.set_body("application/sdp", sdp.to_owned());
             m
         };
         let first = invite(self, 1);
@@ -259,13 +271,12 @@ impl Phone {
         let mut second = invite(self, 2);
         self.authorize(&mut second, &c, 1);
         self.send(&second).await;
-        let ok = self.final_response().await;
-        assert_eq!(ok.code(), Some(200), "{ok}");
-        let dialog = switchboard_sip::dialog::Dialog::as_uac(&second, &ok).unwrap();
-        let mut ack = dialog.ack(2, &self.via());
-        ack.push(HeaderName::ContentLength, "0");
-        self.send(&ack).await;
-        dialog
+        let answer = self.final_response().await;
+        if answer.code().is_some_and(|c| c >= 300) {
+            let ack = switchboard_sip::transaction::ack_for(&second, &answer).unwrap();
+            self.send(&ack).await;
+        }
+        (second, answer)
     }
 
     /// The next final response (provisional ones skipped).

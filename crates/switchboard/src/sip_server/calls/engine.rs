@@ -1365,6 +1365,8 @@ impl Engine {
             }
         }
         self.core.calls.active.remove(&call.uuid);
+        metrics::counter!("switchboard_calls_total", "disposition" => disposition.as_str())
+            .increment(1);
         let record = self.record(&call, disposition, cause);
         let _ = self.records.send(CallEvent::Ended(record));
         // A transfer still ringing stops ringing.

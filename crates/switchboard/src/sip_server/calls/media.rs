@@ -109,3 +109,94 @@ impl Media {
         Ok((Bytes::from(sdp.to_string()), original))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use switchboard_relay::{Relay, RelayConfig};
+
+    use super::*;
+
+    fn relay() -> Relay {
+        Relay::start(RelayConfig {
+            bind_ip: Ipv4Addr::LOCALHOST.into(),
+            port_min: 42_000,
+            port_max: 42_099,
+            threads: 1,
+        })
+        .unwrap()
+    }
+
+    fn sdp(port: u16, formats: &str, extra: &str) -> String {
+        let mut text = format!(
+            "v=0\r\no=x 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {formats}\r\n"
+        );
+        for f in formats.split(' ') {
+            let name = match f {
+                "0" => "PCMU/8000",
+                "8" => "PCMA/8000",
+                _ => "telephone-event/8000",
+            };
+            text.push_str(&format!("a=rtpmap:{f} {name}\r\n"));
+        }
+        text + extra
+    }
+
+    const PBX: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5));
+
+    #[test]
+    fn an_offer_leaves_pointed_at_the_port_facing_the_other_phone() {
+        let relay = relay();
+        let mut media = Media::new(relay.allocate().unwrap());
+        let (out, _) = media
+            .relay_sdp(Leg::A, sdp(4000, "0 8 101", "").as_bytes(), PBX, None)
+            .unwrap();
+        let out = SessionDescription::parse_bytes(&out).unwrap();
+        assert_eq!(
+            out.media_address(0),
+            Some(std::net::SocketAddr::new(PBX, media.session.port(Side::B)))
+        );
+        assert_eq!(out.media[0].formats, ["0", "8", "101"]);
+        assert!(media.last_sdp[0].is_some() && media.last_sdp[1].is_none());
+    }
+
+    #[test]
+    fn answers_are_cut_to_the_offer_and_hold_is_seen() {
+        let relay = relay();
+        let mut media = Media::new(relay.allocate().unwrap());
+        let offer = SessionDescription::parse(&sdp(4000, "0 101", "")).unwrap();
+        // The answer names PCMA, which was not offered: only PCMU and events remain.
+        let answer = sdp(5000, "8 0 101", "a=sendonly\r\n");
+        let (out, _) = media
+            .relay_sdp(Leg::B, answer.as_bytes(), PBX, Some(&offer))
+            .unwrap();
+        let out = SessionDescription::parse_bytes(&out).unwrap();
+        assert_eq!(out.media[0].formats, ["0", "101"]);
+        assert_eq!(media.codec.as_deref(), Some("PCMU"));
+        assert_eq!(media.holding, [false, true]);
+        // Resumed.
+        media
+            .relay_sdp(Leg::B, sdp(5000, "0", "").as_bytes(), PBX, None)
+            .unwrap();
+        assert_eq!(media.holding, [false, false]);
+        // RFC 2543 hold: c=0.0.0.0.
+        let zero = sdp(5000, "0", "").replace("c=IN IP4 192.0.2.1", "c=IN IP4 0.0.0.0");
+        media.relay_sdp(Leg::A, zero.as_bytes(), PBX, None).unwrap();
+        assert_eq!(media.holding, [true, false]);
+    }
+
+    #[test]
+    fn unusable_sdp_is_refused_with_a_reason() {
+        let relay = relay();
+        let mut media = Media::new(relay.allocate().unwrap());
+        let garbage = media.relay_sdp(Leg::A, b"v=0\r\nnonsense", PBX, None);
+        assert!(garbage.unwrap_err().0.starts_with("Bad SDP"));
+        let video = sdp(4000, "0", "").replace("m=audio", "m=video");
+        let no_audio = media.relay_sdp(Leg::A, video.as_bytes(), PBX, None);
+        assert_eq!(no_audio.unwrap_err().0, "No audio stream to relay");
+        let offer = SessionDescription::parse(&sdp(4000, "0", "")).unwrap();
+        let disjoint = media.relay_sdp(Leg::B, sdp(5000, "8", "").as_bytes(), PBX, Some(&offer));
+        assert_eq!(disjoint.unwrap_err().0, "No codec in common");
+    }
+}
