@@ -74,6 +74,19 @@ fn caller(server: &TestServer, scenario: &'static str, number: &str) -> Sipp {
         .key("caller", "2001")
 }
 
+/// One call from 2001 to 2002 with these scenarios on each side, both passing; its CDR.
+async fn call_through(
+    server: &TestServer,
+    admin: &Client,
+    callee_scenario: &'static str,
+    caller_scenario: &'static str,
+) -> Value {
+    let callee = callee(server, callee_scenario).await;
+    caller(server, caller_scenario, "2002").passes().await;
+    callee.passed().await;
+    cdrs(admin, 1).await.remove(0)
+}
+
 /// The CDRs, newest first, once there are `n`.
 async fn cdrs(admin: &Client, n: usize) -> Vec<Value> {
     eventually(&format!("{n} call records"), || async {
@@ -198,12 +211,13 @@ async fn sipp_caller_cancels_while_it_rings() {
         return;
     }
     let (server, admin) = server_with(quick_timers).await;
-    let callee = callee(&server, "call_callee_ring.xml").await;
-    caller(&server, "call_caller_cancel.xml", "2002")
-        .passes()
-        .await;
-    callee.passed().await;
-    let r = &cdrs(&admin, 1).await[0];
+    let r = &call_through(
+        &server,
+        &admin,
+        "call_callee_ring.xml",
+        "call_caller_cancel.xml",
+    )
+    .await;
     assert_eq!(r["disposition"], "cancelled", "{r}");
     assert_eq!(r["duration"], 0);
     assert!(r["answered_at"].is_null());
@@ -294,12 +308,13 @@ async fn sipp_hold_and_resume_are_relayed_to_the_other_leg() {
         return;
     }
     let (server, admin) = server_with(quick_timers).await;
-    let callee = callee(&server, "call_callee_hold.xml").await;
-    caller(&server, "call_caller_hold.xml", "2002")
-        .passes()
-        .await;
-    callee.passed().await;
-    let r = &cdrs(&admin, 1).await[0];
+    let r = &call_through(
+        &server,
+        &admin,
+        "call_callee_hold.xml",
+        "call_caller_hold.xml",
+    )
+    .await;
     assert_eq!(r["disposition"], "answered", "{r}");
     all_cleaned_up(&server, &admin).await;
 }
@@ -490,12 +505,13 @@ async fn sipp_callee_hangs_up_and_the_caller_gets_bye() {
         return;
     }
     let (server, admin) = server_with(quick_timers).await;
-    let callee = callee(&server, "call_callee_hangs_up.xml").await;
-    caller(&server, "call_caller_hung_up.xml", "2002")
-        .passes()
-        .await;
-    callee.passed().await;
-    let r = &cdrs(&admin, 1).await[0];
+    let r = &call_through(
+        &server,
+        &admin,
+        "call_callee_hangs_up.xml",
+        "call_caller_hung_up.xml",
+    )
+    .await;
     assert_eq!(r["hangup_cause"], "callee hung up", "{r}");
     all_cleaned_up(&server, &admin).await;
 }

@@ -58,6 +58,20 @@ pub struct Fork {
     pub final_code: Option<u16>,
 }
 
+impl Fork {
+    /// A fork whose INVITE (`key`) just went out over `flow`.
+    pub fn new(key: TransactionKey, invite: Message, flow: Flow) -> Self {
+        Self {
+            key,
+            invite,
+            flow,
+            provisional: false,
+            cancel_wanted: false,
+            final_code: None,
+        }
+    }
+}
+
 /// A leg whose dialog is established.
 #[derive(Debug)]
 pub struct Established {

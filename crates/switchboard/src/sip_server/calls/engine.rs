@@ -583,14 +583,8 @@ impl Engine {
                     {
                         started += 1;
                         if let Some(call) = self.calls.get_mut(&id) {
-                            call.forks.push(Fork {
-                                key,
-                                invite,
-                                flow: binding.flow.clone(),
-                                provisional: false,
-                                cancel_wanted: false,
-                                final_code: None,
-                            });
+                            call.forks
+                                .push(Fork::new(key, invite, binding.flow.clone()));
                         }
                     }
                 }
@@ -1163,18 +1157,11 @@ impl Engine {
         if (200..300).contains(&code)
             && let Some(target) = call.established_mut(to)
         {
-            target.dialog.on_refresh_response(&resp);
             if is_invite {
                 // The B2BUA acknowledges its own leg at once.
-                let flow = target.flow.clone();
-                let local = local_for(&mut self.local_ips, &flow);
-                let seq = resp
-                    .cseq()
-                    .map(|c| c.seq)
-                    .unwrap_or(target.dialog.local_seq);
-                let mut ack = target.dialog.ack(seq, &call::via(&flow, local));
-                ack.push(HeaderName::ContentLength, "0");
-                self.out.push(&flow, &ack);
+                ack_reinvite(&mut self.local_ips, &mut self.out, target, &resp);
+            } else {
+                target.dialog.on_refresh_response(&resp);
             }
         }
         let towards = match self.calls.get(&id).and_then(|c| c.established(from)) {
@@ -1441,6 +1428,23 @@ fn active(call: &Call) -> ActiveCall {
             callee: m.session.port(switchboard_media::relay::Side::B),
         }),
     }
+}
+
+/// ACKs the 2xx `resp` to a re-INVITE the PBX sent on `leg` (which may move the
+/// remote target).
+fn ack_reinvite(
+    local_ips: &mut HashMap<IpAddr, IpAddr>,
+    out: &mut Outbox,
+    leg: &mut Established,
+    resp: &Message,
+) {
+    leg.dialog.on_refresh_response(resp);
+    let flow = leg.flow.clone();
+    let local = local_for(local_ips, &flow);
+    let seq = resp.cseq().map(|c| c.seq).unwrap_or(leg.dialog.local_seq);
+    let mut ack = leg.dialog.ack(seq, &call::via(&flow, local));
+    ack.push(HeaderName::ContentLength, "0");
+    out.push(&flow, &ack);
 }
 
 /// The body of a response from leg B (an SDP answer relayed towards leg A at

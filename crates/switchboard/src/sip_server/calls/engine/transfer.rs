@@ -16,7 +16,7 @@ use switchboard_sip::sdp::SessionDescription;
 use switchboard_sip::transaction::TransactionKey;
 use switchboard_sip::{Message, Method, Uri};
 
-use super::{Engine, Role, Timer, active, advertised, local_for, reply_in};
+use super::{Engine, Role, Timer, ack_reinvite, active, advertised, local_for, reply_in};
 use crate::features::calls::{CallEvent, Disposition};
 use crate::sip_server::calls::Command;
 use crate::sip_server::calls::call::{
@@ -183,14 +183,7 @@ impl Engine {
             );
             if let Some(key) = self.send(invite.clone(), &binding.flow, Role::TransferFork(id), now)
             {
-                forks.push(Fork {
-                    key,
-                    invite,
-                    flow: binding.flow.clone(),
-                    provisional: false,
-                    cancel_wanted: false,
-                    final_code: None,
-                });
+                forks.push(Fork::new(key, invite, binding.flow.clone()));
             }
         }
         if forks.is_empty() {
@@ -513,16 +506,8 @@ impl Engine {
         let Some(joined) = joined else {
             return;
         };
-        joined.dialog.on_refresh_response(&resp);
         let flow = joined.flow.clone();
-        let local = local_for(&mut self.local_ips, &flow);
-        let seq = resp
-            .cseq()
-            .map(|c| c.seq)
-            .unwrap_or(joined.dialog.local_seq);
-        let mut ack = joined.dialog.ack(seq, &call::via(&flow, local));
-        ack.push(HeaderName::ContentLength, "0");
-        self.out.push(&flow, &ack);
+        ack_reinvite(&mut self.local_ips, &mut self.out, joined, &resp);
         // The referrer's leg of the consultation call ends with it.
         self.bye_leg(&mut consultation, joins.other(), now);
         let record = self.record(&consultation, Disposition::Answered, "transferred".into());
