@@ -303,7 +303,7 @@ async fn sipp_calls_to_unregistered_and_unknown_numbers_are_refused() {
 }
 
 #[tokio::test]
-async fn sipp_hold_and_resume_are_relayed_to_the_other_leg() {
+async fn sipp_hold_resume_info_and_update_are_relayed_to_the_other_leg() {
     if !installed("sipp", "sip-tester") {
         return;
     }
@@ -793,4 +793,28 @@ async fn hostile_sdp_is_refused_with_488_and_leaves_no_port_behind() {
         records.iter().all(|r| r["disposition"] == "failed"),
         "{records:?}"
     );
+}
+
+#[tokio::test]
+async fn calls_are_challenged_with_sha256_and_md5_and_either_answer_works() {
+    let (server, admin) = server_with(quick_timers).await;
+    let sip = server.sip_addr(SipTransport::Udp);
+    let mut x = crate::sip_phone::Phone::udp(sip, "2001", SECRET_2001).await;
+    // To a number nobody has: the answer after authenticating is 404 either way.
+    for algorithm in ["SHA-256", "MD5"] {
+        x.call_algorithm = algorithm;
+        let (invite, answer) = x.invite("7777", "").await;
+        assert!(
+            invite
+                .header(&switchboard_sip::HeaderName::ProxyAuthorization)
+                .is_some_and(|h| h.contains(&format!("algorithm={algorithm}"))),
+            "{invite}"
+        );
+        assert_eq!(answer.code(), Some(404), "{algorithm}: {answer}");
+    }
+    // Wrong credentials: 403, and nothing is routed.
+    x.secret = "not-the-secret".into();
+    let (_, answer) = x.invite("7777", "").await;
+    assert_eq!(answer.code(), Some(403), "{answer}");
+    assert_eq!(cdrs(&admin, 2).await.len(), 2);
 }

@@ -26,6 +26,8 @@ pub struct Phone {
     pub cseq: u32,
     pub local: SocketAddr,
     pub user_agent: String,
+    /// The digest algorithm it answers a call's 407 with.
+    pub call_algorithm: &'static str,
     branch_seq: u32,
 }
 
@@ -51,6 +53,7 @@ impl Phone {
             cseq: 0,
             local,
             user_agent: "TestPhone/1.0".into(),
+            call_algorithm: "MD5",
             branch_seq: 0,
         }
     }
@@ -253,7 +256,11 @@ impl Phone {
             m.push(HeaderName::CallId, call_id.clone());
             m.push(HeaderName::CSeq, format!("{seq} INVITE"));
             m.push(HeaderName::Contact, phone.contact());
-            m.set_body("application/sdp", sdp.to_owned());
+            if sdp.is_empty() {
+                m.push(HeaderName::ContentLength, "0");
+            } else {
+                m.set_body("application/sdp", sdp.to_owned());
+            }
             m
         };
         let first = invite(self, 1);
@@ -266,8 +273,8 @@ impl Phone {
             .header_values(&HeaderName::ProxyAuthenticate)
             .filter_map(|v| AuthHeader::parse(v).ok())
             .filter_map(|h| DigestChallenge::from_header(&h).ok())
-            .find(|c| c.algorithm.as_deref() == Some("MD5"))
-            .expect("an MD5 challenge");
+            .find(|c| c.algorithm.as_deref() == Some(self.call_algorithm))
+            .expect("a challenge with the phone's algorithm");
         let mut second = invite(self, 2);
         self.authorize(&mut second, &c, 1);
         self.send(&second).await;

@@ -29,7 +29,16 @@ pub const METHODS: &[Method] = &[
     Method::Message,
 ];
 const SUPPORTED: &[&str] = &["path", "outbound"];
-const ACCEPT: &[&str] = &["application/sdp"];
+/// Bodies taken: SDP, and what calls carry in INFO, MESSAGE and NOTIFY, which the
+/// call engine passes to the other phone unread.
+const ACCEPT: &[&str] = &[
+    "application/sdp",
+    "application/dtmf-relay",
+    "application/dtmf",
+    "application/media_control+xml",
+    "message/sipfrag",
+    "text/plain",
+];
 
 pub fn policy() -> UasPolicy<'static> {
     UasPolicy {
