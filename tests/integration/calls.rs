@@ -818,3 +818,49 @@ async fn calls_are_challenged_with_sha256_and_md5_and_either_answer_works() {
     assert_eq!(answer.code(), Some(403), "{answer}");
     assert_eq!(cdrs(&admin, 2).await.len(), 2);
 }
+
+#[tokio::test]
+async fn sipp_the_200_is_retransmitted_until_the_caller_acks() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    let callee = callee(&server, "call_callee_answer.xml").await;
+    let (status, report) = caller(&server, "call_caller_late_ack.xml", "2002")
+        .run()
+        .await;
+    assert!(status.success(), "{report}");
+    callee.passed().await;
+    // T1 is 50 ms here: within the 1.2 s before the ACK, the 200 came several times.
+    let oks = report
+        .split("UDP message received")
+        .filter(|m| m.contains("SIP/2.0 200 OK") && m.contains("CSeq: 2 INVITE"))
+        .count();
+    assert!(oks >= 3, "the 200 came {oks} times:\n{report}");
+    assert_eq!(cdrs(&admin, 1).await[0]["disposition"], "answered");
+    all_cleaned_up(&server, &admin).await;
+}
+
+#[tokio::test]
+async fn sipp_a_call_without_media_is_ended_after_the_media_timeout() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    // SIPp sends no RTP: after calls.media_timeout (its minimum, 5 s) the PBX hangs up.
+    let (server, admin) = server_with(|c| {
+        quick_timers(c);
+        c.calls.media_timeout = 5;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let r = &call_through(
+        &server,
+        &admin,
+        "call_callee_answer.xml",
+        "call_caller_hung_up.xml",
+    )
+    .await;
+    assert_eq!(r["hangup_cause"], "media timeout", "{r}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(5));
+    all_cleaned_up(&server, &admin).await;
+}
