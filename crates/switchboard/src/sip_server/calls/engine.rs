@@ -341,6 +341,15 @@ impl Engine {
             return;
         };
         let source = reply.remote.ip();
+        // A second INVITE of a call in progress on another branch (a forking proxy in
+        // front of us, §8.2.2.2) or a Call-ID reused by a broken phone.
+        if request
+            .call_id()
+            .is_ok_and(|id| self.by_call_id.contains_key(id))
+        {
+            self.respond_plain(key, &request, 482, Some("Merged request"), now);
+            return;
+        }
         let caller = request
             .from_addr()
             .ok()
