@@ -39,6 +39,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no bench/__pycache__ from importing run.py
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as rs  # noqa: E402  (bench/run.py: targets, /proc helpers, SIPp statistics)
 from run import BenchError, HOST, REALM, log  # noqa: E402
@@ -613,9 +614,9 @@ def main() -> int:
     ap.add_argument("--targets", default="kamailio,switchboard")
     ap.add_argument("--rates", help="explicit total rates (calls/s), e.g. 200,400,600; "
                                     "default: start-rate, +rate-step, … until a step fails, then bisection")
-    ap.add_argument("--start-rate", type=float, default=200)
-    ap.add_argument("--rate-step", type=float, default=200)
-    ap.add_argument("--max-rate", type=float, default=4000)
+    ap.add_argument("--start-rate", type=float, default=400)
+    ap.add_argument("--rate-step", type=float, default=400)
+    ap.add_argument("--max-rate", type=float, default=8000)
     ap.add_argument("--refine", type=int, default=2,
                     help="bisection steps between the last passing and first failing rate")
     ap.add_argument("--duration", type=float, default=10, help="seconds of new calls per step")
@@ -642,9 +643,9 @@ def main() -> int:
     ap.add_argument("--switchboard-log-level", default="warn")
     ap.add_argument("--switchboard-digest", default="MD5")
     ap.add_argument("--rtp-port-min", type=int, default=20000,
-                    help="Switchboard rtp.port_min (kept clear of SIPp's ports and of the "
-                         "kernel's ephemeral range 32768-60999)")
-    ap.add_argument("--rtp-port-max", type=int, default=32767)
+                    help="Switchboard rtp.port_min (clear of SIPp's ports 6000+, 16060+, 17060+; the "
+                         "range is wide so that ports, not CPU, are not the limit: see README)")
+    ap.add_argument("--rtp-port-max", type=int, default=59999)
     ap.add_argument("--drain-wait", type=float, default=60,
                     help="after the run, wait up to this long for calls/transactions to reach 0")
     ap.add_argument("--quiet-wait", type=float, default=30)
