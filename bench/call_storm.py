@@ -636,7 +636,9 @@ def main() -> int:
                     help="SIPp -l = rate per process x (hold + this)")
     ap.add_argument("--kamailio-port", type=int, default=5080)
     ap.add_argument("--kamailio-children", type=int, default=2)
-    ap.add_argument("--kamailio-shm-mb", type=int, default=256)
+    ap.add_argument("--kamailio-shm-mb", type=int, default=1024,
+                    help="Kamailio shared memory (-m): tm keeps every transaction 5 s after it ends; "
+                         "256 MB ran out at 1,600 calls/s")
     ap.add_argument("--switchboard-port", type=int, default=5070)
     ap.add_argument("--switchboard-http-port", type=int, default=18080)
     ap.add_argument("--switchboard-bin", default=str(DEFAULT_BIN if DEFAULT_BIN.exists() else rs.SWITCHBOARD_BIN))
