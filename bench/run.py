@@ -475,6 +475,7 @@ class Target:
 
 class Kamailio(Target):
     name = "kamailio"
+    cfg_path = KAMAILIO_CFG       # call_storm.py uses kamailio/kamailio-calls.cfg
 
     @property
     def port(self) -> int:
@@ -497,7 +498,7 @@ class Kamailio(Target):
         (db / "version").write_text("table_name(string) table_version(int)\nusers:2\n")
         self.ctl = d / "ctl.sock"
         self.log_path = d / "kamailio.log"
-        cmd = [exe, "-f", str(KAMAILIO_CFG), "-DD", "-E",
+        cmd = [exe, "-f", str(self.cfg_path), "-DD", "-E",
                "-n", str(self.args.kamailio_children),
                "-l", f"udp:{HOST}:{self.port}",
                "-A", f'BENCH_CTL="unix:{self.ctl}"',
@@ -541,6 +542,11 @@ class Kamailio(Target):
 class Switchboard(Target):
     name = "switchboard"
     label = "Switchboard"
+    http_listen = f"{HOST}:0"     # call_storm.py sets a fixed port to read /metrics
+
+    def extra_config(self, d: Path) -> str:
+        """More YAML for the config file (call_storm.py: the RTP port range, ...)."""
+        return ""
 
     @property
     def port(self) -> int:
@@ -559,9 +565,10 @@ class Switchboard(Target):
             f"data_dir: {d / 'data'}\n"
             f"database:\n  url: sqlite://{self.db_path}\n"
             f"logging:\n  level: {self.args.switchboard_log_level}\n"
-            f"http:\n  listen: {HOST}:0\n  tls: off\n"
+            f"http:\n  listen: {self.http_listen}\n  tls: off\n"
             f"sip:\n  listen: [\"udp:{HOST}:{self.port}\"]\n  realm: {REALM}\n"
-            f"  digest_algorithms: [{self.args.switchboard_digest}]\n")
+            f"  digest_algorithms: [{self.args.switchboard_digest}]\n"
+            + self.extra_config(d))
         self.info["config"] = cfg.read_text()
         self.info["version"] = run_text([str(exe), "--version"]).strip()
         self.info["git_rev"] = git_rev()

@@ -37,6 +37,9 @@ pub struct Server {
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Server> {
+    // First: a metric handle taken before the recorder exists reports nothing, and the
+    // SIP side takes its handles once, at start (hot-path counters, the engine's gauges).
+    let metrics = telemetry::metrics_handle();
     let app = Arc::new(App::open(config).await?);
     let operator = first_start::seed(&app.extensions)
         .await
@@ -52,7 +55,6 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let tls = tls::http_config(&app.config).await?;
     let admin_url = admin_url(&app.config, http_addr);
 
-    let metrics = telemetry::metrics_handle();
     let state = AppState {
         app: app.clone(),
         sip: Some(sip.clone()),
