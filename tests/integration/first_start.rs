@@ -55,18 +55,48 @@ async fn fresh_machine_no_configuration() {
         let resp = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
     }
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("switchboard_http_requests_total"),
-        "{metrics}"
+    // An OPTIONS over UDP, so the SIP side's own counters have something to count.
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = phone.local_addr().unwrap().port();
+    let options = format!(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKfirst\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@x>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: first@x\r\n\
+         CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     );
+    phone.send_to(options.as_bytes(), "127.0.0.1:5060").unwrap();
+    phone
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = phone.recv(&mut buf).expect("an answer to OPTIONS");
+    assert!(buf[..n].starts_with(b"SIP/2.0 200"));
+    // The real binary's metrics include the SIP side's and the call engine's: they are
+    // registered at start, which only works once the recorder exists.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("switchboard_media_sessions ") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for name in [
+        "switchboard_http_requests_total",
+        "switchboard_sip_messages_received_total{transport=\"udp\"}",
+        "switchboard_sip_messages_sent_total{transport=\"udp\"}",
+        "switchboard_calls_active ",
+        "switchboard_sip_transactions ",
+        "switchboard_media_sessions ",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
     assert_eq!(
         http.get(format!("{base}/api/extensions"))
             .send()
