@@ -93,7 +93,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct TransactionLayer {
     config: Config,
-    entries: HashMap<TransactionKey, Entry>,
+    // foldhash, seeded per process: SipHash showed in profiles of a call storm.
+    entries: HashMap<TransactionKey, Entry, foldhash::fast::RandomState>,
     deadlines: BTreeMap<(Instant, u64), TransactionKey>,
     next_id: u64,
 }

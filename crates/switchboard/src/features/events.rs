@@ -103,3 +103,29 @@ pub async fn emit(
         .increment(1);
     Ok(id)
 }
+
+/// Appends several events to the outbox on `conn` (a transaction), in order, in as few
+/// statements as the database allows.
+pub async fn emit_many(
+    conn: &mut Conn,
+    events: &[(EventType, serde_json::Value)],
+) -> store::Result<()> {
+    let now = Timestamp::now();
+    let rows: Vec<store::events::NewEvent<'_>> = events
+        .iter()
+        .map(|(event_type, data)| {
+            (
+                uuid::Uuid::now_v7().to_string(),
+                event_type.as_str(),
+                now,
+                data.to_string(),
+            )
+        })
+        .collect();
+    store::events::append_many(conn, &rows).await?;
+    for (event_type, _) in events {
+        metrics::counter!("switchboard_events_emitted_total", "event_type" => event_type.as_str())
+            .increment(1);
+    }
+    Ok(())
+}

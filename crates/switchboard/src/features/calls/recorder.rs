@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{ActiveCall, CallEvent};
-use crate::features::events::{EventType, emit};
+use crate::features::events::{EventType, emit_many};
 use crate::store::cdr::{self, CdrRow};
 use crate::store::{self, Db};
 
@@ -53,19 +53,16 @@ async fn commit(db: &Db, batch: &[CallEvent]) -> store::Result<()> {
         })
         .collect();
     cdr::insert_many(&mut tx, &rows.iter().collect::<Vec<_>>()).await?;
-    for event in batch {
-        match event {
-            CallEvent::Started(call) => {
-                emit(&mut tx, EventType::CallStarted, &progress(call)).await?;
-            }
-            CallEvent::Answered(call) => {
-                emit(&mut tx, EventType::CallAnswered, &progress(call)).await?;
-            }
+    let events: Vec<(EventType, serde_json::Value)> = batch
+        .iter()
+        .map(|event| match event {
+            CallEvent::Started(call) => (EventType::CallStarted, progress(call)),
+            CallEvent::Answered(call) => (EventType::CallAnswered, progress(call)),
             CallEvent::Transferred { call, from, to } => {
                 let mut data = progress(call);
                 data["transferred_from"] = json!(from);
                 data["transferred_to"] = json!(to);
-                emit(&mut tx, EventType::CallTransferred, &data).await?;
+                (EventType::CallTransferred, data)
             }
             CallEvent::Ended(record) => {
                 let mut data = serde_json::to_value(record).unwrap_or_default();
@@ -73,9 +70,10 @@ async fn commit(db: &Db, batch: &[CallEvent]) -> store::Result<()> {
                     obj.insert("call_id".into(), json!(record.id));
                     obj.remove("id");
                 }
-                emit(&mut tx, EventType::CallEnded, &data).await?;
+                (EventType::CallEnded, data)
             }
-        }
-    }
+        })
+        .collect();
+    emit_many(&mut tx, &events).await?;
     tx.commit().await
 }

@@ -7,6 +7,8 @@
 mod transfer;
 
 use std::collections::{BTreeMap, HashMap};
+
+use foldhash::fast::RandomState;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,9 +80,10 @@ enum Timer {
 pub struct Engine {
     core: Arc<SipCore>,
     layer: TransactionLayer,
-    calls: HashMap<u64, Call>,
-    by_call_id: HashMap<String, u64>,
-    txs: HashMap<TransactionKey, TxUse>,
+    // foldhash, seeded per process: these are looked up several times per message.
+    calls: HashMap<u64, Call, RandomState>,
+    by_call_id: HashMap<String, u64, RandomState>,
+    txs: HashMap<TransactionKey, TxUse, RandomState>,
     timers: BTreeMap<(Instant, u64), Timer>,
     timer_seq: u64,
     next_call: u64,
@@ -120,9 +123,9 @@ impl Engine {
         Self {
             core,
             layer: TransactionLayer::new(config),
-            calls: HashMap::new(),
-            by_call_id: HashMap::new(),
-            txs: HashMap::new(),
+            calls: HashMap::default(),
+            by_call_id: HashMap::default(),
+            txs: HashMap::default(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             next_call: 1,
@@ -1403,7 +1406,7 @@ impl Engine {
     }
 }
 
-fn call_phase(calls: &HashMap<u64, Call>, id: u64) -> Option<Phase> {
+fn call_phase(calls: &HashMap<u64, Call, RandomState>, id: u64) -> Option<Phase> {
     calls.get(&id).map(|c| c.phase)
 }
 

@@ -24,6 +24,9 @@ pub struct Media {
     pub session: RelaySession,
     /// Whether each leg's last SDP put the call on hold.
     holding: [bool; 2],
+    /// What the relay was last told, per side: only changes are sent to its thread.
+    signalled: [Option<std::net::SocketAddr>; 2],
+    on_hold: bool,
     /// The codec of the last answer (first format of the relayed stream).
     pub codec: Option<String>,
     /// The last SDP each leg's phone sent, as it sent it: a transfer offers the
@@ -54,6 +57,8 @@ impl Media {
         Self {
             session,
             holding: [false; 2],
+            signalled: [None; 2],
+            on_hold: false,
             codec: None,
             last_sdp: [None, None],
         }
@@ -83,9 +88,12 @@ impl Media {
             return Err(Unusable("No codec in common".into()));
         }
         self.last_sdp[usize::from(from == Leg::B)] = Some(Bytes::copy_from_slice(body));
-        let session_side = side(from);
         let address = sdp.media_address(stream);
-        self.session.set_signalled(session_side, address);
+        let slot = &mut self.signalled[usize::from(from == Leg::B)];
+        if *slot != address {
+            *slot = address;
+            self.session.set_signalled(side(from), address);
+        }
         // RFC 3264 §8.4 (a=sendonly/inactive) and RFC 2543 (c=0.0.0.0) hold.
         let direction = sdp.media_direction(stream);
         let zero_address = sdp
@@ -94,7 +102,11 @@ impl Media {
             .is_some_and(|ip| ip.is_unspecified());
         self.holding[usize::from(from == Leg::B)] =
             zero_address || matches!(direction, Direction::SendOnly | Direction::Inactive);
-        self.session.set_on_hold(self.holding.iter().any(|h| *h));
+        let on_hold = self.holding.iter().any(|h| *h);
+        if on_hold != self.on_hold {
+            self.on_hold = on_hold;
+            self.session.set_on_hold(on_hold);
+        }
         if offer.is_some() {
             let media = &sdp.media[stream];
             self.codec = media
