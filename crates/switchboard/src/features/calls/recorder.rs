@@ -16,11 +16,24 @@ use crate::store::{self, Db};
 
 /// Reports written per transaction at most.
 const BATCH: usize = 512;
+/// How long reports gather before a commit: nothing waits for a CDR, and on SQLite
+/// every commit is an fsync, so a quiet PBX commits at most this often instead of once
+/// per call event (measured: a fifth of the CPU at 400 calls/s went to commits).
+const GATHER: Duration = Duration::from_millis(20);
 
 pub async fn run_recorder(db: Db, mut rx: mpsc::UnboundedReceiver<CallEvent>) {
     let mut batch = Vec::with_capacity(BATCH);
     // Ends when the engine (the only sender) is gone and everything is written.
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        if batch.len() < BATCH {
+            tokio::time::sleep(GATHER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut delay = Duration::from_millis(100);
         while let Err(e) = commit(&db, &batch).await {
             tracing::warn!(error = %e, "call records could not be saved; retrying");
