@@ -93,7 +93,9 @@ pub fn parse_stream(buf: &Bytes) -> Result<Framed, ParseError> {
             ));
         }
     };
-    if body_start - start + len > MAX_MESSAGE_SIZE {
+    // Saturating: a Content-Length near usize::MAX must be refused, not wrap (found by
+    // fuzzing).
+    if (body_start - start).saturating_add(len) > MAX_MESSAGE_SIZE {
         return Err(ParseError {
             kind: ErrorKind::TooLarge,
             message: format!("Content-Length {len} makes the message over 64 KiB"),
@@ -403,6 +405,17 @@ mod tests {
         assert!(m.body.is_empty());
         let again = parse_datagram(m.to_bytes()).unwrap();
         assert_eq!(again, m);
+    }
+
+    #[test]
+    fn a_content_length_near_the_maximum_is_too_large_not_an_overflow() {
+        let head = "MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\n\
+                    From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\n";
+        for len in [usize::MAX.to_string(), (usize::MAX - 55).to_string()] {
+            let raw = format!("{head}Content-Length: {len}\r\n\r\nbody");
+            let err = parse_stream(&Bytes::from(raw)).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::TooLarge, "{len}: {err:?}");
+        }
     }
 
     #[test]

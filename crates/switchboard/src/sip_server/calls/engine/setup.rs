@@ -1,0 +1,330 @@
+//! New calls: the INVITE authenticated (407), the call created, the dial plan asked,
+//! the callee's phones rung (or forwarding followed, or the call refused).
+
+use super::*;
+
+impl Engine {
+    pub(super) fn new_invite(&mut self, key: &TransactionKey, request: Message, now: Instant) {
+        let Some(reply) = self.txs.get(key).map(|t| t.flow.clone()) else {
+            return;
+        };
+        let source = reply.remote.ip();
+        // A second INVITE of a call in progress on another branch (a forking proxy in
+        // front of us, §8.2.2.2) or a Call-ID reused by a broken phone.
+        if request
+            .call_id()
+            .is_ok_and(|id| self.by_call_id.contains_key(id))
+        {
+            self.respond_plain(key, &request, 482, Some("Merged request"), now);
+            return;
+        }
+        let caller = request
+            .from_addr()
+            .ok()
+            .and_then(|f| f.uri.as_sip().and_then(|u| u.user_decoded()));
+        let Some(caller) = caller else {
+            self.respond_plain(
+                key,
+                &request,
+                403,
+                Some("No extension in the From URI"),
+                now,
+            );
+            return;
+        };
+        match auth::check(
+            &self.core,
+            &request,
+            source,
+            &caller,
+            Challenger::Proxy,
+            None,
+        ) {
+            Verdict::Authenticated(credential) => {
+                let dialled = request
+                    .uri()
+                    .and_then(Uri::as_sip)
+                    .and_then(|u| u.user_decoded());
+                let Some(dialled) = dialled else {
+                    self.respond_plain(key, &request, 484, Some("No number dialled"), now);
+                    return;
+                };
+                self.start_call(
+                    key,
+                    request,
+                    reply,
+                    caller,
+                    credential.name.clone(),
+                    dialled,
+                    now,
+                );
+            }
+            Verdict::Challenge { stale } => {
+                let challenge =
+                    auth::challenge(&self.core, &request, source, stale, Challenger::Proxy);
+                self.respond(key, challenge, now);
+            }
+            Verdict::Forbidden { why, .. } => {
+                self.respond_plain(key, &request, 403, Some(why), now)
+            }
+            Verdict::Lookup => self.look_up(key, caller, now, &request),
+        }
+    }
+
+    /// Reads `number` into the credential cache off the engine, then resumes `key`.
+    pub(super) fn look_up(
+        &mut self,
+        key: &TransactionKey,
+        number: String,
+        now: Instant,
+        request: &Message,
+    ) {
+        let lookups = match self.txs.get_mut(key).map(|t| &mut t.role) {
+            Some(Role::Server { lookups }) => {
+                *lookups += 1;
+                *lookups
+            }
+            _ => 1,
+        };
+        if lookups > 2 {
+            // The cache still misses after a lookup: the database is failing.
+            self.respond_plain(key, request, 500, Some("Extension lookup failed"), now);
+            return;
+        }
+        self.spawn_lookup(number, Command::Resume(key.clone()));
+    }
+
+    /// Reads `number` into the credential cache off the engine, then hands the engine
+    /// `then`.
+    pub(super) fn spawn_lookup(&self, number: String, then: Command) {
+        let (core, resume) = (self.core.clone(), self.resume.clone());
+        tokio::spawn(async move {
+            core.credentials.get(&number).await;
+            let _ = resume.send(then).await;
+        });
+    }
+
+    pub(super) fn on_resume(&mut self, key: TransactionKey, now: Instant) {
+        let Some(role) = self.txs.get(&key).map(|t| t.role.clone()) else {
+            return;
+        };
+        match role {
+            Role::Server { .. } => {
+                if let Some(request) = self.layer.request(&key).cloned() {
+                    self.new_invite(&key, request, now);
+                }
+            }
+            Role::AInvite(call) => {
+                if let Some(number) = self.calls.get(&call).map(|c| c.pending_route.clone()) {
+                    self.route(call, number, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start_call(
+        &mut self,
+        key: &TransactionKey,
+        invite: Message,
+        reply: Flow,
+        caller: String,
+        caller_name: String,
+        dialled: String,
+        now: Instant,
+    ) {
+        let local = self.local_addr(&reply);
+        let tag = call::token();
+        let contact = call::contact(&reply, local, &dialled);
+        let dialog = match Dialog::as_uas(&invite, &tag) {
+            Ok(d) => d,
+            Err(e) => {
+                self.respond_plain(key, &invite, 400, Some(&e.message), now);
+                return;
+            }
+        };
+        let offer = call::body_of(&invite);
+        let mut media = None;
+        let mut offer_sdp = None;
+        if let Some((content_type, body)) = &offer
+            && call::is_sdp(content_type)
+        {
+            let parsed = match SessionDescription::parse_bytes(body) {
+                Ok(p) => p,
+                Err(e) => {
+                    let why = format!("Bad SDP: {e}");
+                    self.respond_plain(key, &invite, 488, Some(&why), now);
+                    return;
+                }
+            };
+            match self.core.relay.allocate() {
+                Ok(session) => media = Some(Media::new(session)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no media relay ports for a call");
+                    self.respond_plain(key, &invite, 503, Some("No media ports available"), now);
+                    return;
+                }
+            }
+            offer_sdp = Some(parsed);
+        }
+        let id = self.next_call;
+        self.next_call += 1;
+        let started_at = Timestamp::now();
+        let call = Call {
+            uuid: uuid::Uuid::now_v7(),
+            phase: Phase::Ringing,
+            a_invite_key: key.clone(),
+            a_reply: reply.clone(),
+            a: Established {
+                dialog,
+                flow: reply,
+                contact,
+            },
+            b_call_id: format!("{}{}", call::token(), call::token()),
+            b_tag: call::token(),
+            forks: Vec::new(),
+            abandoned: Vec::new(),
+            b: None,
+            unacked: [None, None],
+            caller: caller.clone(),
+            caller_name,
+            dialled: dialled.clone(),
+            pending_route: dialled.clone(),
+            lookups: 0,
+            target: None,
+            callee: None,
+            forwards: 0,
+            started_at,
+            answered_at: None,
+            ring_deadline: None,
+            offer,
+            offer_sdp,
+            media,
+            transfer: None,
+            a_invite: invite,
+        };
+        self.by_call_id.insert(call.a.dialog.call_id.clone(), id);
+        self.by_call_id.insert(call.b_call_id.clone(), id);
+        if let Some(t) = self.txs.get_mut(key) {
+            t.role = Role::AInvite(id);
+        }
+        let trying = call::response(&call.a_invite, 100, None, &call.a, None);
+        let _ = self.records.send(CallEvent::Started(active(&call)));
+        self.core.calls.active.insert(call.uuid, active(&call));
+        self.calls.insert(id, call);
+        self.respond(key, trying, now);
+        self.route(id, dialled, now);
+    }
+
+    /// Rings `number` for call `id` (the dialled number, or where forwarding sent it).
+    pub(super) fn route(&mut self, id: u64, number: String, now: Instant) {
+        let plan = routing::plan(&self.core, &number, Timestamp::now());
+        match plan {
+            Plan::Ring {
+                extension,
+                callee,
+                bindings,
+            } => {
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                call.target = Some(extension.clone());
+                call.callee = Some(callee);
+                let mut started = 0;
+                for binding in bindings {
+                    let Ok(target) = Uri::parse(&binding.contact_uri) else {
+                        continue;
+                    };
+                    let local = self.local_addr(&binding.flow);
+                    let towards = advertised(self.public_ip, &mut self.local_ips, &binding.flow);
+                    let Some(call) = self.calls.get_mut(&id) else {
+                        return;
+                    };
+                    let body = match (call.media.as_mut(), &call.offer) {
+                        (Some(media), Some((content_type, offer))) => {
+                            match media.relay_sdp(Leg::A, offer, towards, None) {
+                                Ok((sdp, _)) => Some((content_type.clone(), sdp)),
+                                Err(Unusable(why)) => {
+                                    self.fail(id, 488, &why, Disposition::Failed, now);
+                                    return;
+                                }
+                            }
+                        }
+                        (_, offer) => offer.clone(),
+                    };
+                    let invite = call::fork_invite(
+                        &call.origin(),
+                        target,
+                        &binding.flow,
+                        local,
+                        &self.core.realm,
+                        &extension,
+                        body,
+                    );
+                    if let Some(key) = self.send(invite.clone(), &binding.flow, Role::Fork(id), now)
+                    {
+                        started += 1;
+                        if let Some(call) = self.calls.get_mut(&id) {
+                            call.forks
+                                .push(Fork::new(key, invite, binding.flow.clone()));
+                        }
+                    }
+                }
+                if started == 0 {
+                    self.fail(id, 480, "Not reachable", Disposition::Failed, now);
+                    return;
+                }
+                let deadline = now + self.ring_timeout;
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.ring_deadline = Some(deadline);
+                    let info = active(call);
+                    self.core.calls.active.insert(call.uuid, info);
+                }
+                self.schedule(deadline, Timer::Ring(id));
+            }
+            Plan::Forward { target } => self.forward(id, target, now),
+            Plan::Refuse { code, reason } => {
+                let disposition = if code == 486 {
+                    Disposition::Busy
+                } else {
+                    Disposition::Failed
+                };
+                self.fail(id, code, reason, disposition, now);
+            }
+            Plan::Lookup(number) => {
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                call.lookups += 1;
+                if call.lookups > 2 {
+                    // The cache still misses after a lookup: the database is failing.
+                    self.fail(id, 500, "Extension lookup failed", Disposition::Failed, now);
+                    return;
+                }
+                call.pending_route = number.clone();
+                // The lookup resumes the call through its INVITE's transaction.
+                let key = call.a_invite_key.clone();
+                self.spawn_lookup(number, Command::Resume(key));
+            }
+        }
+    }
+
+    /// Sends call `id` on to `target` instead of whom it was ringing.
+    pub(super) fn forward(&mut self, id: u64, target: String, now: Instant) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.forwards >= MAX_FORWARDS {
+            self.fail(id, 482, "Forwarding loop", Disposition::Failed, now);
+            return;
+        }
+        call.forwards += 1;
+        let forks: Vec<Fork> = call.forks.drain(..).collect();
+        for fork in forks {
+            self.abandon(id, fork, now);
+        }
+        tracing::debug!(call = %self.calls[&id].uuid, %target, "call forwarded");
+        self.route(id, target, now);
+    }
+}
