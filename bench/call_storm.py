@@ -738,15 +738,8 @@ def main() -> int:
                     report["ratios"]["common_rate"] = crate
                     report["ratios"]["cpu_per_call_at_common_rate_sb_over_kamailio"] = round(
                         cs["switchboard"]["target_cpu_us_per_call"] / cs["kamailio"]["target_cpu_us_per_call"], 3)
-            rs.RESULTS_DIR.mkdir(exist_ok=True)
-            out = Path(args.out) if args.out else \
-                rs.RESULTS_DIR / f"{started.strftime('%Y-%m-%dT%H%M%SZ')}-call-storm.json"
-            out.write_text(json.dumps(report, indent=2) + "\n")
-            log(f"\nresults: {out}")
-        if args.keep or rc:
-            log(f"work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            rs.save_report(report, args.out, started, "call-storm")
+        rs.finish_workdir(workdir, keep=bool(args.keep or rc))
     return rc
 
 

@@ -42,8 +42,8 @@ from pathlib import Path
 sys.dont_write_bytecode = True   # no bench/__pycache__ from importing run.py
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The /proc helpers, process-group handling and machine description of the reg-storm runner.
-from run import (BenchError, _proc_stat, kill_group, log, machine_info,  # noqa: E402
-                 run_text, thread_cpu_seconds)
+from run import (BenchError, _proc_stat, finish_workdir, kill_group, log,  # noqa: E402
+                 machine_info, run_text, save_report, thread_cpu_seconds)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -494,15 +494,8 @@ def main() -> int:
             if common:
                 report["common"] = common
             report["table"] = print_table(report["results"], common)
-            RESULTS_DIR.mkdir(exist_ok=True)
-            out = Path(args.out) if args.out else \
-                RESULTS_DIR / f"{started.strftime('%Y-%m-%dT%H%M%SZ')}-media.json"
-            out.write_text(json.dumps(report, indent=2) + "\n")
-            log(f"\nresults: {out}")
-        if args.keep or rc:
-            log(f"work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            save_report(report, args.out, started, "media")
+        finish_workdir(workdir, keep=bool(args.keep or rc))
     return rc
 
 

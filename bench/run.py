@@ -66,6 +66,23 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def save_report(report: dict, out: str | None, started: dt.datetime, bench: str) -> Path:
+    """Writes a run's JSON to `out`, or results/<UTC start>-<bench>.json, and says where."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = Path(out) if out else RESULTS_DIR / f"{started.strftime('%Y-%m-%dT%H%M%SZ')}-{bench}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    log(f"\nresults: {path}")
+    return path
+
+
+def finish_workdir(workdir: Path, keep: bool) -> None:
+    """Keeps the work directory (asked for, or the run failed) or removes it."""
+    if keep:
+        log(f"work directory kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------------------
 # Users
 # --------------------------------------------------------------------------------------
@@ -1355,15 +1372,8 @@ def main() -> int:
                         report["ratios"]["common_rate"] = crate
                         report["ratios"]["cpu_per_reg_at_common_rate_sb_over_kamailio"] = round(
                             ccpu["switchboard"] / ccpu["kamailio"], 3)
-            RESULTS_DIR.mkdir(exist_ok=True)
-            out = Path(args.out) if args.out else \
-                RESULTS_DIR / f"{started.strftime('%Y-%m-%dT%H%M%SZ')}-reg-storm.json"
-            out.write_text(json.dumps(report, indent=2) + "\n")
-            log(f"\nresults: {out}")
-        if args.keep or rc:
-            log(f"work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            save_report(report, args.out, started, "reg-storm")
+        finish_workdir(workdir, keep=args.keep or rc != 0)
     return rc
 
 

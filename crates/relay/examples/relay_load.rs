@@ -719,7 +719,8 @@ impl ClientIo {
         Self {
             packets,
             addrs: [None; BATCH],
-            send_headers: initialised_headers(),
+            send_headers: switchboard_relay::batch::send_headers(BATCH)
+                .expect("loopback for the sendmmsg headers"),
             recv_bufs: [[0; 256]; BATCH],
             recv_headers: MultiHeaders::preallocate(BATCH, None),
         }
@@ -796,32 +797,6 @@ impl ClientIo {
             got += received.filter(|m| m.bytes == PACKET).count() as u64;
         }
     }
-}
-
-/// `sendmmsg` headers whose stored addresses one `recvmmsg` initialised (counting
-/// what `sendmmsg` sent reads them; see the relay's worker).
-fn initialised_headers() -> MultiHeaders<SockaddrStorage> {
-    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let me = socket.local_addr().unwrap();
-    for _ in 0..BATCH {
-        socket.send_to(&[0], me).unwrap();
-    }
-    let mut headers = MultiHeaders::preallocate(BATCH, None);
-    let mut bufs = [[0u8; 1]; BATCH];
-    let mut b = bufs.iter_mut();
-    let mut slices: [[IoSliceMut<'_>; 1]; BATCH] =
-        std::array::from_fn(|_| [IoSliceMut::new(b.next().unwrap())]);
-    let n = recvmmsg(
-        socket.as_raw_fd(),
-        &mut headers,
-        slices.iter_mut(),
-        MsgFlags::MSG_DONTWAIT,
-        None,
-    )
-    .unwrap()
-    .count();
-    assert_eq!(n, BATCH);
-    headers
 }
 
 /// CPU seconds (user + system) of each thread of a process, by name, from its

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use switchboard_media::ports::PortPool;
 pub use switchboard_media::relay::{LegStats, MediaSession, Side};
 
+pub mod batch;
 mod socket;
 mod worker;
 

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -506,7 +506,7 @@ struct BatchIo {
     recv_headers: MultiHeaders<SockaddrStorage>,
     /// Separate from `recv_headers`: `sendmmsg` points their address fields at its
     /// arguments, which `recvmmsg` does not reset. `None` when they could not be
-    /// initialised (see [`init_send_headers`]): sends then go one by one.
+    /// initialised (see [`crate::batch::send_headers`]): sends then go one by one.
     send_headers: Option<MultiHeaders<SockaddrStorage>>,
     got: [Received; BATCH],
     /// Packets to send: index into `bufs`/`got`, destination.
@@ -519,7 +519,7 @@ impl BatchIo {
         Self {
             bufs: vec![[0; BUFFER]; BATCH],
             recv_headers: MultiHeaders::preallocate(BATCH, None),
-            send_headers: init_send_headers(),
+            send_headers: crate::batch::send_headers(BATCH),
             got: [Received {
                 len: 0,
                 from: None,
@@ -602,35 +602,6 @@ impl BatchIo {
         }
         sent
     }
-}
-
-/// `MultiHeaders` for `sendmmsg`. Counting what `sendmmsg` sent means iterating its
-/// result, which reads the headers' stored addresses, and only `recvmmsg` ever writes
-/// those (`preallocate` leaves them uninitialised). So one `recvmmsg` of [`BATCH`]
-/// datagrams on a loopback socket initialises them all first. `None` when loopback is
-/// unavailable.
-fn init_send_headers() -> Option<MultiHeaders<SockaddrStorage>> {
-    let socket = StdUdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).ok()?;
-    let me = socket.local_addr().ok()?;
-    for _ in 0..BATCH {
-        socket.send_to(&[0], me).ok()?;
-    }
-    let mut headers = MultiHeaders::preallocate(BATCH, None);
-    let mut bufs = [[0u8; 1]; BATCH];
-    let mut b = bufs.iter_mut();
-    let mut slices: [[IoSliceMut<'_>; 1]; BATCH] =
-        std::array::from_fn(|_| [IoSliceMut::new(b.next().expect("BATCH buffers"))]);
-    // Loopback delivers before `send_to` returns, so all are queued.
-    let n = recvmmsg(
-        socket.as_raw_fd(),
-        &mut headers,
-        slices.iter_mut(),
-        MsgFlags::MSG_DONTWAIT,
-        None,
-    )
-    .ok()?
-    .count();
-    (n == BATCH).then_some(headers)
 }
 
 /// Packet `k` of a batch.

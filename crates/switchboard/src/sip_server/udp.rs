@@ -75,8 +75,12 @@ impl Receiver {
 
 thread_local! {
     /// The `sendmmsg` headers, reused by every call on this thread.
-    static SEND_HEADERS: RefCell<MultiHeaders<SockaddrStorage>> =
-        RefCell::new(MultiHeaders::preallocate(BATCH, None));
+    // Initialised by one `recvmmsg` (see `switchboard_relay::batch`): counting what
+    // `sendmmsg` sent reads them.
+    static SEND_HEADERS: RefCell<MultiHeaders<SockaddrStorage>> = RefCell::new(
+        switchboard_relay::batch::send_headers(BATCH)
+            .unwrap_or_else(|| MultiHeaders::preallocate(BATCH, None)),
+    );
 }
 
 /// Waits (up to the socket's read timeout) for a datagram, then reads up to
