@@ -184,6 +184,61 @@ async fn wrong_password_unknown_user_and_deactivated_extension_are_refused() {
     server.stop().await;
 }
 
+/// A change made elsewhere (the CLI, another node) reaches the SIP credential cache
+/// through the event outbox, found among the many call events of a busy PBX.
+#[tokio::test]
+async fn changes_made_elsewhere_reach_the_cache_through_the_outbox() {
+    let (server, _admin) = server_with_phone().await;
+    let mut phone = Phone::udp(server.sip_addr(SipTransport::Udp), "2001", SECRET).await;
+    assert_eq!(phone.register(600).await.code(), Some(200));
+
+    let mut conn = server.db().pool().acquire().await.unwrap();
+    sqlx::query("UPDATE extensions SET active = $1 WHERE number = $2")
+        .bind(false)
+        .bind("2001")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for i in 0..1500 {
+        events::append(
+            &mut *conn,
+            &format!("evt_call_{i}"),
+            "call.ended",
+            Timestamp::now(),
+            r#"{"call":{"id":"x"}}"#,
+        )
+        .await
+        .unwrap();
+    }
+    events::append(
+        &mut *conn,
+        "evt_elsewhere",
+        "extension.updated",
+        Timestamp::now(),
+        r#"{"extension":{"number":"2001"},"changes":["active"]}"#,
+    )
+    .await
+    .unwrap();
+    drop(conn);
+
+    // The cache reads the outbox every 500 ms: wait for the refusal, bounded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = phone.register(600).await;
+        if resp.code() == Some(403) {
+            assert!(resp.to_string().contains("deactivated"), "{resp}");
+            break;
+        }
+        assert_eq!(resp.code(), Some(200), "{resp}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change never reached the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn replays_retransmissions_and_stale_nonces() {
     let db = TestDb::sqlite().await;

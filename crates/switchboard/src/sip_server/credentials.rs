@@ -122,17 +122,25 @@ impl CredentialCache {
 
     /// Invalidates the extensions named by outbox events since the last call.
     pub async fn follow_events(&self) -> store::Result<usize> {
+        const PAGE: i64 = 1000;
         let mut changed = 0;
+        let upto = store::events::max_seq(self.db.pool()).await?;
         loop {
             let after = self.last_seq.load(std::sync::atomic::Ordering::Relaxed);
-            let events = store::events::after(self.db.pool(), after, 1000).await?;
-            let Some(last) = events.last() else {
+            if after >= upto {
                 return Ok(changed);
+            }
+            let events =
+                store::events::of_type_between(self.db.pool(), "extension.", after, upto, PAGE)
+                    .await?;
+            let seen = match events.last() {
+                Some(last) if events.len() as i64 == PAGE => last.seq,
+                _ => upto,
             };
             self.last_seq
-                .store(last.seq, std::sync::atomic::Ordering::Relaxed);
+                .store(seen, std::sync::atomic::Ordering::Relaxed);
             for e in &events {
-                if !e.event_type.starts_with("extension.") || e.event_type.ends_with("registered") {
+                if e.event_type.ends_with("registered") {
                     continue;
                 }
                 let number = e.data["extension"]["number"]

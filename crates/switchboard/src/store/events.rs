@@ -73,18 +73,42 @@ pub async fn after<'c>(
     .bind(limit)
     .fetch_all(exec)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let data: String = r.try_get("data")?;
-            Ok(EventRow {
-                seq: r.try_get("seq")?,
-                event_id: r.try_get("event_id")?,
-                event_type: r.try_get("event_type")?,
-                occurred_at: Timestamp(r.try_get("occurred_at")?),
-                data: serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(e.into()))?,
-            })
-        })
-        .collect()
+    rows.iter().map(event_row).collect()
+}
+
+/// Events whose type starts with `prefix`, with `after_seq < seq <= upto`, in order,
+/// at most `limit`. Filtered in the database: a follower of a few types (the SIP
+/// credential cache) must not fetch and decode every call event of a call storm.
+pub async fn of_type_between<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    prefix: &str,
+    after_seq: i64,
+    upto: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
+    let rows = sqlx::query(
+        "SELECT seq, event_id, event_type, occurred_at, data FROM events \
+         WHERE seq > $1 AND seq <= $2 AND event_type LIKE $3 ORDER BY seq LIMIT $4",
+    )
+    .bind(after_seq)
+    .bind(upto)
+    .bind(pattern)
+    .bind(limit)
+    .fetch_all(exec)
+    .await?;
+    rows.iter().map(event_row).collect()
+}
+
+fn event_row(r: &sqlx::any::AnyRow) -> Result<EventRow> {
+    let data: String = r.try_get("data")?;
+    Ok(EventRow {
+        seq: r.try_get("seq")?,
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        occurred_at: Timestamp(r.try_get("occurred_at")?),
+        data: serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(e.into()))?,
+    })
 }
 
 /// The newest event's sequence number (0 when there is none).
