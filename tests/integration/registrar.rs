@@ -201,7 +201,7 @@ async fn changes_made_elsewhere_reach_the_cache_through_the_outbox() {
         .unwrap();
     for i in 0..1500 {
         events::append(
-            &mut *conn,
+            &mut conn,
             &format!("evt_call_{i}"),
             "call.ended",
             Timestamp::now(),
@@ -211,7 +211,7 @@ async fn changes_made_elsewhere_reach_the_cache_through_the_outbox() {
         .unwrap();
     }
     events::append(
-        &mut *conn,
+        &mut conn,
         "evt_elsewhere",
         "extension.updated",
         Timestamp::now(),

@@ -75,7 +75,8 @@ async fn hang_up(
             format!("id: `{id}` is not a call id"),
         )
     })?;
-    if sip(&state)?.core.calls.hang_up(id).await {
+    let sip = sip(&state)?;
+    if sip.core.calls.hang_up(&sip.core, id) {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no call {id} is in progress")))

@@ -57,6 +57,11 @@ impl Outbox {
     pub fn push_bytes(&mut self, flow: Flow, data: Bytes) {
         self.0.push((flow, data));
     }
+
+    /// Moves everything in `other` to the end of this one.
+    pub fn append(&mut self, other: &mut Outbox) {
+        self.0.append(&mut other.0);
+    }
 }
 
 /// Outbound messages queued per connection before the connection counts as stuck.

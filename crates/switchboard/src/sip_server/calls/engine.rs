@@ -93,8 +93,6 @@ pub struct Engine {
     out: Outbox,
     /// The local address the kernel picks towards each peer, for a wildcard listener.
     local_ips: HashMap<IpAddr, IpAddr>,
-    /// Where lookups resume the engine.
-    resume: mpsc::Sender<Command>,
     records: mpsc::UnboundedSender<CallEvent>,
     ring_timeout: Duration,
     media_timeout: Duration,
@@ -103,11 +101,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(
-        core: Arc<SipCore>,
-        resume: mpsc::Sender<Command>,
-        records: mpsc::UnboundedSender<CallEvent>,
-    ) -> Self {
+    pub fn new(core: Arc<SipCore>, records: mpsc::UnboundedSender<CallEvent>) -> Self {
         let t = &core.app.config.sip.timers;
         let config = Config {
             timers: switchboard_sip::transaction::Timers::from_millis(t.t1_ms, t.t2_ms, t.t4_ms),
@@ -134,7 +128,6 @@ impl Engine {
             next_call: 1,
             out: Outbox::default(),
             local_ips: HashMap::new(),
-            resume,
             records,
             ring_timeout,
             media_timeout,
@@ -163,7 +156,6 @@ impl Engine {
 
     pub fn on_command(&mut self, command: Command, now: Instant) {
         match command {
-            Command::Sip { msg, reply } => self.on_sip(msg, reply, now),
             Command::Resume(key) => self.on_resume(key, now),
             Command::ResumeTransfer {
                 call,
@@ -173,13 +165,11 @@ impl Engine {
                 let by = if by_caller { Leg::A } else { Leg::B };
                 self.start_blind(call, by, number, false, now);
             }
-            Command::Hangup { id, done } => {
-                let _ = done.send(self.hangup(id, now));
-            }
         }
     }
 
-    fn on_sip(&mut self, msg: Message, reply: Flow, now: Instant) {
+    /// A SIP message of a call; `reply` is where responses to a request go.
+    pub fn on_sip(&mut self, msg: Message, reply: Flow, now: Instant) {
         if msg.code().is_some() {
             if let Some((key, outputs)) = self.layer.on_response(msg, now) {
                 self.client_outputs(&key, outputs, now);
@@ -422,7 +412,7 @@ impl Engine {
 
     /// Hangs up call `uuid` (the API's DELETE): BYE when answered, else the caller gets
     /// 480 and the forks are cancelled.
-    fn hangup(&mut self, uuid: uuid::Uuid, now: Instant) -> bool {
+    pub fn hangup(&mut self, uuid: uuid::Uuid, now: Instant) -> bool {
         let Some(id) = self
             .calls
             .iter()

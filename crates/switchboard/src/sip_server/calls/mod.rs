@@ -9,33 +9,27 @@ mod media;
 mod routing;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use switchboard_sip::Message;
 use switchboard_sip::transaction::TransactionKey;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 pub use self::engine::Engine;
 use super::SipCore;
-use super::transport::Flow;
+use super::transport::{Flow, Outbox};
 use crate::features::calls::{ActiveCalls, CallEvent};
 
 /// The methods the PBX takes within calls, as it advertises them.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY, MESSAGE";
 
-/// Messages waiting for the engine before new calls are refused with 503.
-const QUEUE: usize = 16_384;
-/// Commands handled before what they produced is sent.
-const BATCH: usize = 64;
+/// The longest the timer task sleeps, so that the gauges stay current when idle.
+const GAUGE_REFRESH: Duration = Duration::from_secs(1);
 
-/// What the engine is asked to do.
-// Nearly every command is `Sip`: boxing it would add an allocation per message and
-// save no memory.
-#[allow(clippy::large_enum_variant)]
+/// What a lookup off the engine resumes once the cache has its answer.
 #[derive(Debug)]
 pub enum Command {
-    /// A SIP message of a call; `reply` is where responses to a request go.
-    Sip { msg: Message, reply: Flow },
     /// An extension the transaction `key` waited for is now in the cache.
     Resume(TransactionKey),
     /// The extension a transfer of call `call` waited for is now in the cache.
@@ -44,87 +38,131 @@ pub enum Command {
         by_caller: bool,
         number: String,
     },
-    /// Hang up a call (the API); answers whether it existed.
-    Hangup {
-        id: uuid::Uuid,
-        done: oneshot::Sender<bool>,
-    },
 }
 
 /// The rest of the server's view of the engine.
+///
+/// The engine runs on the thread that received the message (a UDP reader, a
+/// connection's task), under a lock, rather than on a task of its own: handing every
+/// message to another thread cost a wake-up and a context switch each way, a fifth of
+/// the CPU of a call storm. Timers are driven by [`run`], which is woken only when a
+/// message sets a deadline earlier than the one it sleeps towards.
+#[derive(Default)]
 pub struct CallsHandle {
-    tx: mpsc::Sender<Command>,
-    rx: std::sync::Mutex<Option<mpsc::Receiver<Command>>>,
+    running: Mutex<Option<Running>>,
+    timer: Notify,
     /// Calls in progress, for the API.
     pub active: ActiveCalls,
 }
 
-impl Default for CallsHandle {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        Self {
-            tx,
-            rx: std::sync::Mutex::new(Some(rx)),
-            active: ActiveCalls::default(),
+struct Running {
+    engine: Engine,
+    /// When the timer task wakes next.
+    timer_at: Instant,
+    calls_active: metrics::Gauge,
+    transactions: metrics::Gauge,
+}
+
+impl Running {
+    /// After the engine ran: due timers fired, what it sends moved to `out`, the
+    /// gauges set. True when the timer task must wake earlier than it planned.
+    fn settle(&mut self, now: Instant, out: &mut Outbox) -> bool {
+        let mut next = self.engine.next_deadline();
+        if next.is_some_and(|at| at <= now) {
+            self.engine.on_timeout(now);
+            next = self.engine.next_deadline();
+        }
+        out.append(self.engine.outbox());
+        let (calls, txs) = self.engine.sizes();
+        self.calls_active.set(calls as f64);
+        self.transactions.set(txs as f64);
+        match next {
+            Some(at) if at < self.timer_at => {
+                self.timer_at = at;
+                true
+            }
+            _ => false,
         }
     }
 }
 
 impl CallsHandle {
-    /// Hands a message to the engine; false when it is overloaded (or stopped).
-    pub fn submit(&self, msg: Message, reply: Flow) -> bool {
-        self.tx.try_send(Command::Sip { msg, reply }).is_ok()
+    /// Runs `f` on the engine now, on this thread; what it sends goes into `out`.
+    /// `None` when the engine is not running (starting or stopped).
+    pub fn with<R>(
+        &self,
+        out: &mut Outbox,
+        f: impl FnOnce(&mut Engine, Instant) -> R,
+    ) -> Option<R> {
+        let mut guard = self.running.lock();
+        let running = guard.as_mut()?;
+        let now = Instant::now();
+        let result = f(&mut running.engine, now);
+        let wake = running.settle(now, out);
+        drop(guard);
+        if wake {
+            self.timer.notify_one();
+        }
+        Some(result)
     }
 
-    /// Hangs up call `id`; false when no such call is in progress.
-    pub async fn hang_up(&self, id: uuid::Uuid) -> bool {
-        let (done, answer) = oneshot::channel();
-        if self.tx.send(Command::Hangup { id, done }).await.is_err() {
-            return false;
-        }
-        answer.await.unwrap_or(false)
+    /// Hands a message of a call to the engine; false when it is not running.
+    pub fn submit(&self, msg: Message, reply: Flow, out: &mut Outbox) -> bool {
+        self.with(out, |engine, now| engine.on_sip(msg, reply, now))
+            .is_some()
+    }
+
+    /// Hangs up call `id` (the API); false when no such call is in progress.
+    pub fn hang_up(&self, core: &SipCore, id: uuid::Uuid) -> bool {
+        let mut out = Outbox::default();
+        let found = self.with(&mut out, |engine, now| engine.hangup(id, now));
+        core.transports.send_all(&mut out, &core.metrics);
+        found.unwrap_or(false)
+    }
+
+    /// Resumes what waited for a lookup.
+    pub fn resume(&self, core: &SipCore, command: Command) {
+        let mut out = Outbox::default();
+        self.with(&mut out, |engine, now| engine.on_command(command, now));
+        core.transports.send_all(&mut out, &core.metrics);
     }
 }
 
-/// Runs the engine until `stop`.
+/// Starts the engine and drives its timers until `stop`; then stops it (which ends
+/// the recorder once it has written what it was sent).
 pub async fn run(
     core: Arc<SipCore>,
     records: mpsc::UnboundedSender<CallEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(mut rx) = core.calls.rx.lock().expect("calls receiver").take() else {
-        return;
-    };
-    let mut engine = Engine::new(core.clone(), core.calls.tx.clone(), records);
-    let mut batch = Vec::with_capacity(BATCH);
-    let calls_active = metrics::gauge!("switchboard_calls_active");
-    let transactions = metrics::gauge!("switchboard_sip_transactions");
+    let handle = &core.calls;
+    *handle.running.lock() = Some(Running {
+        engine: Engine::new(core.clone(), records),
+        timer_at: Instant::now(),
+        calls_active: metrics::gauge!("switchboard_calls_active"),
+        transactions: metrics::gauge!("switchboard_sip_transactions"),
+    });
+    let mut out = Outbox::default();
     loop {
-        let deadline = engine.next_deadline();
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
+        let wake_at = {
+            let mut guard = handle.running.lock();
+            let Some(running) = guard.as_mut() else {
+                return;
+            };
+            let now = Instant::now();
+            running.engine.on_timeout(now);
+            running.timer_at = now + GAUGE_REFRESH;
+            running.settle(now, &mut out);
+            running.timer_at
         };
+        core.transports.send_all(&mut out, &core.metrics);
         tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => {
-                if n == 0 {
-                    return;
-                }
-                let now = Instant::now();
-                for command in batch.drain(..) {
-                    engine.on_command(command, now);
-                }
-            }
-            () = sleep => engine.on_timeout(Instant::now()),
-            _ = stop.changed() => return,
+            () = tokio::time::sleep_until(wake_at.into()) => {}
+            () = handle.timer.notified() => {}
+            _ = stop.changed() => break,
         }
-        core.transports.send_all(engine.outbox(), &core.metrics);
-        let (calls, txs) = engine.sizes();
-        calls_active.set(calls as f64);
-        transactions.set(txs as f64);
     }
+    handle.running.lock().take();
 }
 
 /// Copies the relay's counters into Prometheus every second.

@@ -97,10 +97,10 @@ impl Engine {
     /// Reads `number` into the credential cache off the engine, then hands the engine
     /// `then`.
     pub(super) fn spawn_lookup(&self, number: String, then: Command) {
-        let (core, resume) = (self.core.clone(), self.resume.clone());
+        let core = self.core.clone();
         tokio::spawn(async move {
             core.credentials.get(&number).await;
-            let _ = resume.send(then).await;
+            core.calls.resume(&core, then);
         });
     }
 
