@@ -76,11 +76,11 @@ pub fn handle_parsed(core: &Arc<SipCore>, msg: Message, flow: Flow, out: &mut Ou
 fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox) {
     let Some(method) = req.method().cloned() else {
         // Responses belong to the call engine's client transactions (strays it drops).
-        core.calls.submit(req, flow, out);
+        core.calls.submit(req, flow);
         return;
     };
     if method == Method::Ack {
-        core.calls.submit(req, flow, out);
+        core.calls.submit(req, flow);
         return;
     }
     let Some(reply_flow) = stamp_via(&mut req, &flow) else {
@@ -120,7 +120,7 @@ fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox)
         | Method::Message => {
             let invite = method == Method::Invite;
             let busy = invite.then(|| core.response(&req, 503, Some("Call engine not running")));
-            if !core.calls.submit(req, reply_flow.clone(), out)
+            if !core.calls.submit(req, reply_flow.clone())
                 && let Some(mut busy) = busy
             {
                 busy.push(HeaderName::RetryAfter, "5");

@@ -252,6 +252,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                             pending = pending.slice(used..);
                             let mut out = Outbox::default();
                             super::ingress::handle_parsed(core, *msg, flow.clone(), &mut out);
+                            core.calls.flush(core);
                             core.transports.send_all(&mut out, &core.metrics);
                         }
                         Ok(Framed::KeepAlive(used)) => {

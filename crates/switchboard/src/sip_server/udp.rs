@@ -209,6 +209,7 @@ pub fn run(core: Arc<SipCore>, socket: Arc<UdpSocket>, stop: watch::Receiver<boo
             };
             super::ingress::handle(&core, data, flow, &mut out);
         }
+        core.calls.flush(&core);
         core.transports.send_all(&mut out, &core.metrics);
     }
 }

@@ -9,16 +9,17 @@ mod media;
 mod routing;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use switchboard_sip::Message;
 use switchboard_sip::transaction::TransactionKey;
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use self::engine::Engine;
 use super::SipCore;
-use super::transport::{Flow, Outbox};
+use super::transport::Flow;
 use crate::features::calls::{ActiveCalls, CallEvent};
 
 /// The methods the PBX takes within calls, as it advertises them.
@@ -42,14 +43,22 @@ pub enum Command {
 
 /// The rest of the server's view of the engine.
 ///
-/// The engine runs on the thread that received the message (a UDP reader, a
-/// connection's task), under a lock, rather than on a task of its own: handing every
-/// message to another thread cost a wake-up and a context switch each way, a fifth of
-/// the CPU of a call storm. Timers are driven by [`run`], which is woken only when a
-/// message sets a deadline earlier than the one it sleeps towards.
+/// The engine runs on the threads that receive messages (the UDP readers, the
+/// connections' tasks) rather than on a task of its own: handing every message to
+/// another thread cost a wake-up and a context switch each way, a fifth of the CPU
+/// of a call storm. A receiver queues its messages in `pending` and, after its burst,
+/// [`CallsHandle::flush`]es: whichever thread gets into the engine handles what every
+/// thread queued and sends what the engine produced before it leaves, so messages go
+/// out in the order the engine made them (a 100 after the 180 it preceded confuses
+/// phones) and no receiver waits for another (on two cores the holder of a lock is
+/// often preempted). Timers are driven by [`run`], woken only when a message sets a
+/// deadline earlier than the one it sleeps towards.
 #[derive(Default)]
 pub struct CallsHandle {
     running: Mutex<Option<Running>>,
+    /// Whether `running` holds an engine, read without its lock.
+    started: AtomicBool,
+    pending: Mutex<Vec<(Message, Flow)>>,
     timer: Notify,
     /// Calls in progress, for the API.
     pub active: ActiveCalls,
@@ -64,15 +73,16 @@ struct Running {
 }
 
 impl Running {
-    /// After the engine ran: due timers fired, what it sends moved to `out`, the
-    /// gauges set. True when the timer task must wake earlier than it planned.
-    fn settle(&mut self, now: Instant, out: &mut Outbox) -> bool {
+    /// After the engine ran: due timers fired, what it produced sent, the gauges
+    /// set. True when the timer task must wake earlier than it planned.
+    fn settle(&mut self, core: &SipCore, now: Instant) -> bool {
         let mut next = self.engine.next_deadline();
         if next.is_some_and(|at| at <= now) {
             self.engine.on_timeout(now);
             next = self.engine.next_deadline();
         }
-        out.append(self.engine.outbox());
+        core.transports
+            .send_all(self.engine.outbox(), &core.metrics);
         let (calls, txs) = self.engine.sizes();
         self.calls_active.set(calls as f64);
         self.transactions.set(txs as f64);
@@ -87,44 +97,66 @@ impl Running {
 }
 
 impl CallsHandle {
-    /// Runs `f` on the engine now, on this thread; what it sends goes into `out`.
-    /// `None` when the engine is not running (starting or stopped).
-    pub fn with<R>(
-        &self,
-        out: &mut Outbox,
-        f: impl FnOnce(&mut Engine, Instant) -> R,
-    ) -> Option<R> {
-        let mut guard = self.running.lock();
-        let running = guard.as_mut()?;
-        let now = Instant::now();
-        let result = f(&mut running.engine, now);
-        let wake = running.settle(now, out);
-        drop(guard);
-        if wake {
-            self.timer.notify_one();
+    /// Queues a message of a call for the engine ([`Self::flush`] hands it over);
+    /// false when the engine is not running.
+    pub fn submit(&self, msg: Message, reply: Flow) -> bool {
+        if !self.started.load(Ordering::Acquire) {
+            return false;
         }
-        Some(result)
+        self.pending.lock().push((msg, reply));
+        true
     }
 
-    /// Hands a message of a call to the engine; false when it is not running.
-    pub fn submit(&self, msg: Message, reply: Flow, out: &mut Outbox) -> bool {
-        self.with(out, |engine, now| engine.on_sip(msg, reply, now))
-            .is_some()
+    /// Runs the engine over every queued message and sends what it produced, unless
+    /// another thread is in the engine (it does this before it leaves).
+    pub fn flush(&self, core: &SipCore) {
+        while !self.pending.lock().is_empty() {
+            let Some(mut guard) = self.running.try_lock() else {
+                return;
+            };
+            self.run_pending(core, &mut guard);
+        }
+    }
+
+    fn run_pending(&self, core: &SipCore, guard: &mut MutexGuard<'_, Option<Running>>) {
+        let batch = std::mem::take(&mut *self.pending.lock());
+        let Some(running) = guard.as_mut() else {
+            return; // stopped: dropped, as the closed sockets would
+        };
+        let now = Instant::now();
+        for (msg, reply) in batch {
+            running.engine.on_sip(msg, reply, now);
+        }
+        if running.settle(core, now) {
+            self.timer.notify_one();
+        }
+    }
+
+    /// Runs `f` on the engine, waiting for it if another thread is in it; then what
+    /// is queued. `None` when the engine is not running.
+    fn with<R>(&self, core: &SipCore, f: impl FnOnce(&mut Running, Instant) -> R) -> Option<R> {
+        let mut guard = self.running.lock();
+        self.run_pending(core, &mut guard);
+        let running = guard.as_mut()?;
+        let now = Instant::now();
+        let result = f(running, now);
+        if running.settle(core, now) {
+            self.timer.notify_one();
+        }
+        drop(guard);
+        self.flush(core);
+        Some(result)
     }
 
     /// Hangs up call `id` (the API); false when no such call is in progress.
     pub fn hang_up(&self, core: &SipCore, id: uuid::Uuid) -> bool {
-        let mut out = Outbox::default();
-        let found = self.with(&mut out, |engine, now| engine.hangup(id, now));
-        core.transports.send_all(&mut out, &core.metrics);
-        found.unwrap_or(false)
+        self.with(core, |r, now| r.engine.hangup(id, now))
+            .unwrap_or(false)
     }
 
     /// Resumes what waited for a lookup.
     pub fn resume(&self, core: &SipCore, command: Command) {
-        let mut out = Outbox::default();
-        self.with(&mut out, |engine, now| engine.on_command(command, now));
-        core.transports.send_all(&mut out, &core.metrics);
+        self.with(core, |r, now| r.engine.on_command(command, now));
     }
 }
 
@@ -142,26 +174,26 @@ pub async fn run(
         calls_active: metrics::gauge!("switchboard_calls_active"),
         transactions: metrics::gauge!("switchboard_sip_transactions"),
     });
-    let mut out = Outbox::default();
+    handle.started.store(true, Ordering::Release);
     loop {
-        let wake_at = {
-            let mut guard = handle.running.lock();
-            let Some(running) = guard.as_mut() else {
-                return;
-            };
-            let now = Instant::now();
+        let Some(wake_at) = handle.with(&core, |running, now| {
             running.engine.on_timeout(now);
-            running.timer_at = now + GAUGE_REFRESH;
-            running.settle(now, &mut out);
+            let refresh = now + GAUGE_REFRESH;
+            running.timer_at = running
+                .engine
+                .next_deadline()
+                .map_or(refresh, |at| at.min(refresh));
             running.timer_at
+        }) else {
+            return;
         };
-        core.transports.send_all(&mut out, &core.metrics);
         tokio::select! {
             () = tokio::time::sleep_until(wake_at.into()) => {}
             () = handle.timer.notified() => {}
             _ = stop.changed() => break,
         }
     }
+    handle.started.store(false, Ordering::Release);
     handle.running.lock().take();
 }
 
