@@ -42,6 +42,15 @@ async fn fresh_machine_no_configuration() {
         dir.path().join("data/switchboard.db").is_file(),
         "SQLite under ./data"
     );
+    // Transparent huge pages are off for the process (see main.rs: their zeroing
+    // was a third of a call storm's CPU).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pbx.child.id())).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().eq(["THP_enabled:", "0"])),
+        "{status}"
+    );
 
     let http = reqwest::Client::new();
     let base = "http://127.0.0.1:8080";
