@@ -125,6 +125,8 @@ impl ClientTransaction {
             (State::Calling | State::Proceeding, 200..=299) => {
                 self.state = State::Accepted;
                 self.retransmit = None;
+                // Never sent again (the TU ACKs the 2xx): see `Message::skeleton`.
+                self.request = self.request.skeleton();
                 self.timeout = after(now, self.timers.m());
                 vec![Output::Deliver(response)]
             }
@@ -132,6 +134,7 @@ impl ClientTransaction {
                 self.state = State::Completed;
                 self.retransmit = None;
                 self.ack = ack_for(&self.request, &response).ok();
+                self.request = self.request.skeleton();
                 let mut out: Vec<Output> = self.ack.iter().cloned().map(Output::Send).collect();
                 out.push(Output::Deliver(response));
                 self.wait_then_end(self.timers.d(self.reliable), now, &mut out);
@@ -156,6 +159,7 @@ impl ClientTransaction {
             (State::Trying | State::Proceeding, _) => {
                 self.state = State::Completed;
                 self.retransmit = None;
+                self.request = self.request.skeleton();
                 let mut out = vec![Output::Deliver(response)];
                 self.wait_then_end(self.timers.k(self.reliable), now, &mut out);
                 out

@@ -96,10 +96,12 @@ impl ServerTransaction {
         let is_ack = request.method() == Some(&Method::Ack);
         match (self.invite, is_ack, self.state) {
             (true, true, State::Completed) => {
-                // The ACK ends Timer G and H; Timer I absorbs its retransmissions.
+                // The ACK ends Timer G and H; Timer I absorbs its retransmissions,
+                // and nothing is sent again.
                 self.state = State::Confirmed;
                 self.retransmit = None;
                 self.timeout = None;
+                self.last_final = self.last_final.as_ref().map(Message::skeleton);
                 let mut out = Vec::new();
                 let wait = self.timers.i(self.reliable);
                 if wait.is_zero() {
@@ -142,6 +144,7 @@ impl ServerTransaction {
                 self.state = State::Accepted;
                 self.trying = None;
                 self.last_provisional = None;
+                self.request = self.request.skeleton();
                 self.timeout = after(now, self.timers.l());
                 out.push(Output::Send(response));
             }
@@ -149,6 +152,7 @@ impl ServerTransaction {
                 self.state = State::Completed;
                 self.trying = None;
                 self.last_provisional = None;
+                self.request = self.request.skeleton();
                 self.last_final = Some(response.clone());
                 if !self.reliable {
                     self.interval = self.timers.g();
@@ -161,6 +165,7 @@ impl ServerTransaction {
             (false, State::Trying | State::Proceeding, _) => {
                 self.state = State::Completed;
                 self.last_provisional = None;
+                self.request = self.request.skeleton();
                 self.last_final = Some(response.clone());
                 out.push(Output::Send(response));
                 let wait = self.timers.j(self.reliable);

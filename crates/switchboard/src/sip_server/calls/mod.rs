@@ -27,6 +27,10 @@ pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER,
 
 /// The longest the timer task sleeps, so that the gauges stay current when idle.
 const GAUGE_REFRESH: Duration = Duration::from_secs(1);
+/// How late the timer task may fire a timer, so that one wake-up serves the many
+/// deadlines of a busy engine (the readers fire due timers as they pass, too); SIP's
+/// shortest timer is T1 (500 ms).
+const TIMER_SLACK: Duration = Duration::from_millis(5);
 
 /// What a lookup off the engine resumes once the cache has its answer.
 #[derive(Debug)]
@@ -66,6 +70,8 @@ pub struct CallsHandle {
 
 struct Running {
     engine: Engine,
+    /// The other buffer of `pending`.
+    spare: Vec<(Message, Flow)>,
     /// When the timer task wakes next.
     timer_at: Instant,
     calls_active: metrics::Gauge,
@@ -87,8 +93,8 @@ impl Running {
         self.calls_active.set(calls as f64);
         self.transactions.set(txs as f64);
         match next {
-            Some(at) if at < self.timer_at => {
-                self.timer_at = at;
+            Some(at) if at + TIMER_SLACK < self.timer_at => {
+                self.timer_at = at + TIMER_SLACK;
                 true
             }
             _ => false,
@@ -119,14 +125,19 @@ impl CallsHandle {
     }
 
     fn run_pending(&self, core: &SipCore, guard: &mut MutexGuard<'_, Option<Running>>) {
-        let batch = std::mem::take(&mut *self.pending.lock());
         let Some(running) = guard.as_mut() else {
-            return; // stopped: dropped, as the closed sockets would
+            self.pending.lock().clear(); // stopped: dropped, as the closed sockets would
+            return;
         };
+        // Swapped with a spare that keeps its capacity: a queue grown afresh for every
+        // burst reallocated large messages into new pages, which the kernel zeroes.
+        let mut batch = std::mem::take(&mut running.spare);
+        std::mem::swap(&mut batch, &mut *self.pending.lock());
         let now = Instant::now();
-        for (msg, reply) in batch {
+        for (msg, reply) in batch.drain(..) {
             running.engine.on_sip(msg, reply, now);
         }
+        running.spare = batch;
         if running.settle(core, now) {
             self.timer.notify_one();
         }
@@ -170,6 +181,7 @@ pub async fn run(
     let handle = &core.calls;
     *handle.running.lock() = Some(Running {
         engine: Engine::new(core.clone(), records),
+        spare: Vec::new(),
         timer_at: Instant::now(),
         calls_active: metrics::gauge!("switchboard_calls_active"),
         transactions: metrics::gauge!("switchboard_sip_transactions"),
@@ -182,7 +194,7 @@ pub async fn run(
             running.timer_at = running
                 .engine
                 .next_deadline()
-                .map_or(refresh, |at| at.min(refresh));
+                .map_or(refresh, |at| refresh.min(at + TIMER_SLACK));
             running.timer_at
         }) else {
             return;
