@@ -15,8 +15,10 @@
 //! `mio::Poll` over the sockets of the sessions it owns. A session's two
 //! `MediaSession`s live on its thread only, so forwarding never takes a lock per
 //! packet. The API (tokio tasks on other threads) talks to a thread through a command
-//! channel whose receiver is woken with a `mio::Waker`: adding, re-signalling, hold and
-//! removal are messages, never a round trip.
+//! channel: adding, re-signalling, hold and removal are messages, never a round trip.
+//! The thread applies them before every batch it reads, and at least every 10 ms; it
+//! is woken (a `mio::Waker`) only from a sleep without sessions, so a call's several
+//! commands cost no context switch each.
 //!
 //! What the API reads back (stats, latched address, media timeout) comes from a
 //! per-session snapshot: a `Mutex` holding a copy of the RTP `MediaSession`, which the
@@ -307,9 +309,9 @@ impl RelaySession {
     /// `a=rtcp` port.
     ///
     /// Takes effect for every packet the thread reads after this returns: the thread
-    /// applies its queued commands before each batch it reads (and is woken for them
-    /// when idle). Packets already read in the batch under way at that moment — at most
-    /// 32, microseconds' worth — still go by the old address.
+    /// applies its queued commands before each batch it reads (and within 10 ms when
+    /// no packet comes). Packets already read in the batch under way at that moment —
+    /// at most 32, microseconds' worth — still go by the old address.
     pub fn set_signalled(&self, side: Side, rtp: Option<SocketAddr>) {
         let rtcp = rtp.and_then(|a| a.port().checked_add(1).map(|p| SocketAddr::new(a.ip(), p)));
         self.command(Command::Signal {
@@ -355,7 +357,7 @@ impl RelaySession {
 
     /// The address that side's phone was learnt at (RTP), if it was, as of the
     /// thread's last batch (so a [`set_signalled`](Self::set_signalled) that forgets
-    /// what was learnt shows here once the thread has applied it, microseconds later).
+    /// what was learnt shows here once the thread has applied it, within 10 ms).
     pub fn latched(&self, side: Side) -> Option<SocketAddr> {
         lock(&self.shared.rtp).latched(side)
     }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, TryLockError};
 use std::thread::JoinHandle;
@@ -41,6 +41,11 @@ const EVENTS: usize = 1024;
 const TURN: usize = 4;
 /// How soon a snapshot the API was reading at the time is published again.
 const REPUBLISH: Duration = Duration::from_millis(1);
+/// While a thread has sessions, how long a command may wait for it: it is not woken
+/// for each one (an eventfd write and a context switch, several per call, were a tenth
+/// of a call storm's CPU). A command is applied before any packet read after it, so
+/// only a session's first packets can wait this long, queued in its sockets.
+const COMMAND_DELAY: Duration = Duration::from_millis(10);
 const WAKER: Token = Token(usize::MAX);
 const SIDES: [Side; 2] = [Side::A, Side::B];
 
@@ -86,9 +91,8 @@ pub(crate) struct NewSession {
 pub(crate) struct WorkerHandle {
     commands: Sender<Command>,
     waker: Waker,
-    /// A wake-up is on its way (or the thread is draining): no need for another. Saves
-    /// an eventfd write and a thread switch per command when a call sends several.
-    woken: Arc<AtomicBool>,
+    /// The thread sleeps with no timeout (it has no sessions): a command must wake it.
+    asleep: Arc<AtomicBool>,
     /// Sessions on this thread (kept by the API: allocation adds, dropping subtracts).
     pub(crate) load: AtomicUsize,
     pub(crate) totals: Arc<SharedTotals>,
@@ -98,8 +102,12 @@ impl WorkerHandle {
     /// Queues a command and wakes the thread. Fails (dropping the command) when the
     /// thread is gone.
     pub(crate) fn send(&self, command: Command) -> Result<(), ()> {
+        let stop = matches!(command, Command::Stop);
         self.commands.send(command).map_err(drop)?;
-        if !self.woken.swap(true, Ordering::AcqRel) {
+        // Pairs with the fence in `Worker::sleep_forever`: either the thread sees
+        // the command before it sleeps, or this sees that it sleeps.
+        fence(Ordering::SeqCst);
+        if stop || self.asleep.swap(false, Ordering::AcqRel) {
             // A failed wake-up (never seen in practice) only delays the command to the
             // thread's next readiness event.
             let _ = self.waker.wake();
@@ -156,11 +164,11 @@ pub(crate) fn spawn(n: usize) -> io::Result<(Arc<WorkerHandle>, JoinHandle<()>)>
     let waker = Waker::new(poll.registry(), WAKER)?;
     let (commands, receiver) = mpsc::channel();
     let totals = Arc::new(SharedTotals::default());
-    let woken = Arc::new(AtomicBool::new(false));
+    let asleep = Arc::new(AtomicBool::new(false));
     let handle = Arc::new(WorkerHandle {
         commands,
         waker,
-        woken: woken.clone(),
+        asleep: asleep.clone(),
         load: AtomicUsize::new(0),
         totals: totals.clone(),
     });
@@ -178,7 +186,7 @@ pub(crate) fn spawn(n: usize) -> io::Result<(Arc<WorkerHandle>, JoinHandle<()>)>
                 io: BatchIo::new(),
                 counters: RelayTotals::default(),
                 totals,
-                woken,
+                asleep,
                 stop: false,
             };
             worker.run(Events::with_capacity(EVENTS));
@@ -214,8 +222,8 @@ struct Worker {
     /// This batch's counts, added to `totals` at its end.
     counters: RelayTotals,
     totals: Arc<SharedTotals>,
-    /// Shared with the handle: see `WorkerHandle::woken`.
-    woken: Arc<AtomicBool>,
+    /// Shared with the handle: see `WorkerHandle::asleep`.
+    asleep: Arc<AtomicBool>,
     stop: bool,
 }
 
@@ -227,8 +235,12 @@ impl Worker {
                 Some(Duration::ZERO)
             } else if !self.dirty.is_empty() {
                 Some(REPUBLISH)
-            } else {
+            } else if !self.sessions.is_empty() {
+                Some(COMMAND_DELAY)
+            } else if self.sleep_forever() {
                 None
+            } else {
+                continue; // commands came in meanwhile
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -239,7 +251,9 @@ impl Worker {
             }
             for event in events.iter() {
                 match event.token() {
-                    WAKER => self.apply_commands(),
+                    WAKER => {
+                        self.apply_commands();
+                    }
                     Token(t) => self.read_socket(t / 4, t % 4),
                 }
                 if self.stop {
@@ -305,17 +319,33 @@ impl Worker {
         self.unfinished.push((slot, socket));
     }
 
-    fn apply_commands(&mut self) {
-        // Cleared before draining: a command queued after this point wakes the thread
-        // again; one queued before it is drained below.
-        self.woken.store(false, Ordering::Release);
+    /// Says the thread is about to sleep with no timeout; false (and awake) when
+    /// commands arrived meanwhile, which it has then applied.
+    fn sleep_forever(&mut self) -> bool {
+        self.asleep.store(true, Ordering::Release);
+        fence(Ordering::SeqCst);
+        let before = self.sessions.len();
+        let applied = self.apply_commands();
+        if applied || self.stop || self.sessions.len() != before {
+            self.asleep.store(false, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// Applies the queued commands; true when there were any.
+    fn apply_commands(&mut self) -> bool {
+        let mut any = false;
         loop {
             match self.commands.try_recv() {
-                Ok(command) => self.apply(command),
-                Err(TryRecvError::Empty) => return,
+                Ok(command) => {
+                    any = true;
+                    self.apply(command);
+                }
+                Err(TryRecvError::Empty) => return any,
                 Err(TryRecvError::Disconnected) => {
                     self.stop = true;
-                    return;
+                    return any;
                 }
             }
         }
