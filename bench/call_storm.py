@@ -65,6 +65,11 @@ class KamailioCalls(rs.Kamailio):
     def after_step(self) -> dict:
         return {"tm": self.tm_stats()}
 
+    def still_busy(self, everything: bool) -> int:
+        """Transactions in progress (`everything`: also those in tm's wait timer)."""
+        tm = self.tm_stats()
+        return tm.get("current", 0) - (0 if everything else tm.get("waiting", 0))
+
 
 class SwitchboardCalls(rs.Switchboard):
     def __init__(self, args, workdir, users):
@@ -118,6 +123,14 @@ class SwitchboardCalls(rs.Switchboard):
                 con.close()
         except sqlite3.Error:
             return None
+
+    def still_busy(self, everything: bool) -> int:
+        """Calls in progress (`everything`: also transactions waiting out 64*T1)."""
+        m = self.metrics()
+        keys = ["switchboard_calls_active", "switchboard_media_sessions"]
+        if everything:
+            keys.append("switchboard_sip_transactions")
+        return int(sum(m.get(k) or 0 for k in keys))
 
     def after_step(self) -> dict:
         m = self.metrics()
@@ -411,6 +424,7 @@ class CallRun(rs.TargetRun):
     def __init__(self, args, target, workdir, uac_inj, reg_inj, sizes):
         super().__init__(args, target, workdir, uac_inj)
         self.reg_inj, self.sizes = reg_inj, sizes
+        self.last_failed = False
         if not args.rates:
             self.rates = [float(r) for r in range(int(args.start_rate), int(args.max_rate) + 1,
                                                   int(args.rate_step))]
@@ -437,10 +451,22 @@ class CallRun(rs.TargetRun):
         res["memory_loaded"] = target.memory()
         time.sleep(1.0)
 
+    def drain(self, everything: bool) -> None:
+        """Waits (up to --step-drain) until the previous step's calls are gone; after a
+        failed step also its retransmitting transactions, whose late requests would
+        otherwise reach the next step's callee SIPp as new calls and shift its -m."""
+        end = time.monotonic() + self.args.step_drain
+        while self.target.alive() and self.target.still_busy(everything) > 0:
+            if time.monotonic() > end:
+                log(f"  ({self.target.name}: still busy after {self.args.step_drain:.0f} s)")
+                return
+            time.sleep(0.5)
+
     def measure(self, rate: float, phase: str) -> dict:
         args, target = self.args, self.target
         attempts = []
         for attempt in range(args.noise_retries + 1):
+            self.drain(everything=self.last_failed)
             time.sleep(args.settle + (2 if attempts else 0))
             step = run_call_step(args, target, self.inj, self.sizes, rate, int(rate * args.duration),
                                  self.workdir / target.name / f"step-{int(rate)}-{phase}-{attempt}")
@@ -453,6 +479,7 @@ class CallRun(rs.TargetRun):
             log(f"  (other processes used {step['other_cores_used']:.2f} cores during that step: "
                 "running it again)")
         final = attempts[-1]
+        self.last_failed = not final["passed"]
         if len(attempts) > 1:
             final["noisy_attempts"] = attempts[:-1]
         return final
@@ -622,6 +649,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10, help="seconds of new calls per step")
     ap.add_argument("--hold-ms", type=int, default=500, help="pause between the ACK and the BYE")
     ap.add_argument("--settle", type=float, default=1.0)
+    ap.add_argument("--step-drain", type=float, default=40,
+                    help="before a step, wait up to this long for the last step's calls to end "
+                         "(after a failed step: also its transactions, 64*T1 = 32 s)")
     ap.add_argument("--pairs", type=int, default=4000, help="callers (and as many callees)")
     ap.add_argument("--sipp-pairs", type=int, default=2,
                     help="caller SIPp processes (and as many callee SIPp processes)")

@@ -1,7 +1,7 @@
 //! The B2BUA: every call-related message and timer passes through [`Engine`], which
 //! owns the transactions (crates/sip's layer) and the calls. It is synchronous and
-//! single-owner (one task drives it, see `super::run`): a call's state changes in one
-//! place and in order, without locks. What it sends goes into an [`Outbox`]; call
+//! single-owner (the thread holding its lock drives it, see `super::CallsHandle`): a
+//! call's state changes in one place and in order. What it sends goes into an [`Outbox`]; call
 //! records and events go to the recorder.
 
 mod dialogs;

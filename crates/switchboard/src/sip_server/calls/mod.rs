@@ -1,7 +1,8 @@
 //! The call engine (B2BUA, spec 01 "Calls"): caller and callee legs are separate
 //! dialogs bridged by the PBX. `engine` holds the state machine, `call` a call's data
 //! and the messages it builds, `routing` the dial plan over the caches. This module
-//! runs the engine on one task and gives the rest of the server its handle.
+//! runs the engine for the threads that receive messages, drives its timers and gives
+//! the rest of the server its handle.
 
 mod call;
 mod engine;
