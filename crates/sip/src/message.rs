@@ -93,6 +93,15 @@ pub fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
+/// The headers that identify a message's transaction and dialog, which a response
+/// copies from its request (RFC 3261 §8.2.6.2).
+fn identifies(name: &HeaderName) -> bool {
+    matches!(
+        name,
+        HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq
+    )
+}
+
 impl Message {
     pub fn request(method: Method, uri: Uri) -> Self {
         Self {
@@ -125,18 +134,8 @@ impl Message {
             None => ByteString::from_static(reason_phrase(code)),
         };
         let mut resp = Self::response_with(code, reason);
-        for h in &req.headers {
-            if matches!(
-                h.name,
-                HeaderName::Via
-                    | HeaderName::From
-                    | HeaderName::To
-                    | HeaderName::CallId
-                    | HeaderName::CSeq
-            ) {
-                resp.headers.push(h.clone());
-            }
-        }
+        resp.headers
+            .extend(req.headers.iter().filter(|h| identifies(&h.name)).cloned());
         resp
     }
 
@@ -159,16 +158,7 @@ impl Message {
         let headers = self
             .headers
             .iter()
-            .filter(|h| {
-                matches!(
-                    h.name,
-                    HeaderName::Via
-                        | HeaderName::From
-                        | HeaderName::To
-                        | HeaderName::CallId
-                        | HeaderName::CSeq
-                )
-            })
+            .filter(|h| identifies(&h.name))
             .map(|h| Header {
                 name: h.name.clone(),
                 value: ByteString::from(&*h.value),
