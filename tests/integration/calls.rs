@@ -205,6 +205,36 @@ async fn sipp_call_is_authenticated_bridged_recorded_and_cleaned_up() {
     all_cleaned_up(&server, &admin).await;
 }
 
+/// A late offer (RFC 3261 §13.2.1: an INVITE without SDP) is anchored too: the
+/// callee's offer reaches the caller in the 200 and the caller's answer reaches the
+/// callee in the ACK, both pointing at the relay.
+#[tokio::test]
+async fn sipp_late_offer_is_anchored_at_the_relay_both_ways() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    let callee = callee(&server, "call_callee_late_offer.xml").await;
+    let call = caller(&server, "call_caller_late_offer.xml", "2002").spawn();
+    let (status, caller_report, _) = call.finish().await;
+    assert!(status.success(), "{caller_report}");
+    let (status, callee_report, _) = callee.finish().await;
+    assert!(status.success(), "{callee_report}");
+    let range = server.config.rtp.port_min..=server.config.rtp.port_max;
+    for (who, report) in [("callee", &callee_report), ("caller", &caller_report)] {
+        let ports = sdp_ports(report, "received");
+        assert!(!ports.is_empty(), "{who} got no SDP:\n{report}");
+        assert!(
+            ports.iter().all(|p| range.contains(p)),
+            "{who}: {ports:?}\n{report}"
+        );
+    }
+    let records = cdrs(&admin, 1).await;
+    assert_eq!(records[0]["disposition"], "answered", "{}", records[0]);
+    assert_eq!(records[0]["codec"], "PCMU", "the caller's answer's codec");
+    all_cleaned_up(&server, &admin).await;
+}
+
 #[tokio::test]
 async fn sipp_caller_cancels_while_it_rings() {
     if !installed("sipp", "sip-tester") {

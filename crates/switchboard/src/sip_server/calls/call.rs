@@ -138,8 +138,14 @@ pub struct Call {
     pub offer: Option<(String, Bytes)>,
     /// Leg A's offer as parsed, when it was SDP: answers are cut to it.
     pub offer_sdp: Option<SessionDescription>,
-    /// The relay ports the call's media goes through (absent without an SDP offer).
+    /// The relay ports the call's media goes through (absent when leg A's INVITE
+    /// carried a body that is not SDP).
     pub media: Option<Media>,
+    /// A late offer (RFC 3261 §13.2.1: leg A's INVITE had no body): leg B's 2xx
+    /// brings the offer and leg A's ACK the answer, so the ACK to leg B waits for it.
+    pub late_offer: bool,
+    /// That ACK once sent, sent again for each retransmission of leg B's 2xx.
+    pub b_ack: Option<Bytes>,
     /// A transfer asked for by one of the legs (REFER), while it is under way.
     pub transfer: Option<Transfer>,
 }

@@ -232,11 +232,50 @@ impl Engine {
             return;
         };
         let seq = ack.cseq().map(|c| c.seq).ok();
-        if let Some(call) = self.calls.get_mut(&id) {
-            let slot = &mut call.unacked[Call::leg_index(leg)];
-            if slot.as_ref().is_some_and(|u| Some(u.seq) == seq) {
-                *slot = None;
-            }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let slot = &mut call.unacked[Call::leg_index(leg)];
+        if slot.as_ref().is_some_and(|u| Some(u.seq) == seq) {
+            *slot = None;
         }
+        if leg == Leg::A && call.late_offer && call.b_ack.is_none() {
+            self.ack_late_offer(id, ack);
+        }
+    }
+
+    /// Leg A's ACK to a late offer carries its answer: relayed (anchored) in the ACK
+    /// that leg B's 2xx waited for.
+    fn ack_late_offer(&mut self, id: u64, a_ack: &Message) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(b) = call.b.as_ref() else {
+            return;
+        };
+        let towards = advertised(self.public_ip, &mut self.local_ips, &b.flow);
+        let body = match (call.media.as_mut(), call::body_of(a_ack)) {
+            (Some(media), Some((content_type, sdp))) if call::is_sdp(&content_type) => {
+                match media.relay_sdp(Leg::A, &sdp, towards, call.offer_sdp.as_ref()) {
+                    Ok((anchored, _)) => Some((content_type, anchored)),
+                    Err(Unusable(why)) => {
+                        // Leg B gets an ACK without an answer and may hang up.
+                        tracing::info!(call = %call.uuid, why, "unusable answer in an ACK");
+                        None
+                    }
+                }
+            }
+            (_, body) => body,
+        };
+        let flow = b.flow.clone();
+        let local = local_for(&mut self.local_ips, &flow);
+        let mut ack = b.dialog.ack(b.dialog.local_seq, &call::via(&flow, local));
+        match body {
+            Some((content_type, body)) => ack.set_body(&content_type, body),
+            None => ack.push(HeaderName::ContentLength, "0"),
+        }
+        let bytes = ack.to_bytes();
+        call.b_ack = Some(bytes.clone());
+        self.out.push_bytes(flow, bytes);
     }
 }

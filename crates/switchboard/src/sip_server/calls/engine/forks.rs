@@ -102,8 +102,15 @@ impl Engine {
         if (200..300).contains(&code) {
             let (invite, flow) = (fork.invite.clone(), fork.flow.clone());
             if retransmission {
-                // Our ACK was lost: send it again (§13.2.2.4).
-                self.ack_answer(&invite, &resp, &flow);
+                // Our ACK was lost: send it again (§13.2.2.4); a late offer's carries
+                // leg A's answer (none yet: it is still waited for).
+                match (call.late_offer, call.b_ack.clone()) {
+                    (false, _) => {
+                        self.ack_answer(&invite, &resp, &flow);
+                    }
+                    (true, Some(ack)) => self.out.push_bytes(flow, ack),
+                    (true, None) => {}
+                }
                 return;
             }
             if current.is_some() && call.phase == Phase::Ringing {
@@ -128,13 +135,7 @@ impl Engine {
         resp: &Message,
         flow: &Flow,
     ) -> Option<Dialog> {
-        let dialog = match Dialog::as_uac(invite, resp) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "a 2xx that establishes no dialog");
-                return None;
-            }
-        };
+        let dialog = answer_dialog(invite, resp)?;
         let local = self.local_addr(flow);
         let ack = dialog.ack(dialog.local_seq, &call::via(flow, local));
         let mut ack = ack;
@@ -175,7 +176,14 @@ impl Engine {
         resp: Message,
         now: Instant,
     ) {
-        let Some(dialog) = self.ack_answer(&invite, &resp, &flow) else {
+        let late_offer = self.calls.get(&id).is_some_and(|c| c.late_offer);
+        // A late offer's ACK waits for leg A's answer (`ack_late_offer`).
+        let dialog = if late_offer {
+            answer_dialog(&invite, &resp)
+        } else {
+            self.ack_answer(&invite, &resp, &flow)
+        };
+        let Some(dialog) = dialog else {
             return;
         };
         let contact = invite
@@ -193,6 +201,9 @@ impl Engine {
             Ok(body) => body,
             Err(Unusable(why)) => {
                 // The phone answered with media the caller cannot take: hang it up.
+                if late_offer {
+                    self.ack_answer(&invite, &resp, &flow);
+                }
                 let mut dialog = dialog;
                 let local = local_for(&mut self.local_ips, &flow);
                 let mut bye = dialog.request(Method::Bye, &call::via(&flow, local), "");
@@ -202,6 +213,11 @@ impl Engine {
                 return;
             }
         };
+        if late_offer {
+            // Leg B's offer: leg A's answer is cut to it.
+            call.offer_sdp = call::body_of(&resp)
+                .and_then(|(_, body)| SessionDescription::parse_bytes(&body).ok());
+        }
         call.phase = Phase::Answered;
         call.answered_at = Some(Timestamp::now());
         call.ring_deadline = None;
@@ -369,4 +385,11 @@ impl Engine {
         self.respond(&key, resp, now);
         self.end(id, Disposition::Cancelled, "caller cancelled".into());
     }
+}
+
+/// The dialog a 2xx to our `invite` establishes.
+fn answer_dialog(invite: &Message, resp: &Message) -> Option<Dialog> {
+    Dialog::as_uac(invite, resp)
+        .map_err(|e| tracing::warn!(error = %e, "a 2xx that establishes no dialog"))
+        .ok()
 }

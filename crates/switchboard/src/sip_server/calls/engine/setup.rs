@@ -145,19 +145,24 @@ impl Engine {
             }
         };
         let offer = call::body_of(&invite);
+        let late_offer = offer.is_none();
         let mut media = None;
         let mut offer_sdp = None;
-        if let Some((content_type, body)) = &offer
-            && call::is_sdp(content_type)
-        {
-            let parsed = match SessionDescription::parse_bytes(body) {
-                Ok(p) => p,
-                Err(e) => {
-                    let why = format!("Bad SDP: {e}");
-                    self.respond_plain(key, &invite, 488, Some(&why), now);
-                    return;
+        let sdp = match &offer {
+            Some((content_type, body)) if call::is_sdp(content_type) => Some(body),
+            _ => None,
+        };
+        if sdp.is_some() || late_offer {
+            if let Some(body) = sdp {
+                match SessionDescription::parse_bytes(body) {
+                    Ok(p) => offer_sdp = Some(p),
+                    Err(e) => {
+                        let why = format!("Bad SDP: {e}");
+                        self.respond_plain(key, &invite, 488, Some(&why), now);
+                        return;
+                    }
                 }
-            };
+            }
             match self.core.relay.allocate() {
                 Ok(session) => media = Some(Media::new(session)),
                 Err(e) => {
@@ -166,7 +171,6 @@ impl Engine {
                     return;
                 }
             }
-            offer_sdp = Some(parsed);
         }
         let id = self.next_call;
         self.next_call += 1;
@@ -201,6 +205,8 @@ impl Engine {
             offer,
             offer_sdp,
             media,
+            late_offer,
+            b_ack: None,
             transfer: None,
             a_invite: invite,
         };
