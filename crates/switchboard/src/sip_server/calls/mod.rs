@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, MutexGuard};
 use switchboard_sip::Message;
 use switchboard_sip::transaction::TransactionKey;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 pub use self::engine::Engine;
 use super::SipCore;
@@ -26,9 +26,9 @@ use crate::features::calls::{ActiveCalls, CallEvent};
 /// The methods the PBX takes within calls, as it advertises them.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY, MESSAGE";
 
-/// The longest the timer task sleeps, so that the gauges stay current when idle.
+/// The longest the timer thread sleeps, so that the gauges stay current when idle.
 const GAUGE_REFRESH: Duration = Duration::from_secs(1);
-/// How late the timer task may fire a timer, so that one wake-up serves the many
+/// How late the timer thread may fire a timer, so that one wake-up serves the many
 /// deadlines of a busy engine (the readers fire due timers as they pass, too); SIP's
 /// shortest timer is T1 (500 ms).
 const TIMER_SLACK: Duration = Duration::from_millis(5);
@@ -64,7 +64,8 @@ pub struct CallsHandle {
     /// Whether `running` holds an engine, read without its lock.
     started: AtomicBool,
     pending: Mutex<Vec<(Message, Flow)>>,
-    timer: Notify,
+    /// The thread that drives the timers (`run`), unparked for an earlier deadline.
+    timers: std::sync::OnceLock<std::thread::Thread>,
     /// Calls in progress, for the API.
     pub active: ActiveCalls,
 }
@@ -73,7 +74,7 @@ struct Running {
     engine: Engine,
     /// The other buffer of `pending`.
     spare: Vec<(Message, Flow)>,
-    /// When the timer task wakes next.
+    /// When the timer thread wakes next.
     timer_at: Instant,
     calls_active: metrics::Gauge,
     transactions: metrics::Gauge,
@@ -81,7 +82,7 @@ struct Running {
 
 impl Running {
     /// After the engine ran: due timers fired, what it produced sent, the gauges
-    /// set. True when the timer task must wake earlier than it planned.
+    /// set. True when the timer thread must wake earlier than it planned.
     fn settle(&mut self, core: &SipCore, now: Instant) -> bool {
         let mut next = self.engine.next_deadline();
         if next.is_some_and(|at| at <= now) {
@@ -140,7 +141,7 @@ impl CallsHandle {
         }
         running.spare = batch;
         if running.settle(core, now) {
-            self.timer.notify_one();
+            self.wake_timers();
         }
     }
 
@@ -153,11 +154,17 @@ impl CallsHandle {
         let now = Instant::now();
         let result = f(running, now);
         if running.settle(core, now) {
-            self.timer.notify_one();
+            self.wake_timers();
         }
         drop(guard);
         self.flush(core);
         Some(result)
+    }
+
+    fn wake_timers(&self) {
+        if let Some(thread) = self.timers.get() {
+            thread.unpark();
+        }
     }
 
     /// Hangs up call `id` (the API); false when no such call is in progress.
@@ -174,22 +181,56 @@ impl CallsHandle {
 
 /// Starts the engine and drives its timers until `stop`; then stops it (which ends
 /// the recorder once it has written what it was sent).
+///
+/// The timers run on a thread of their own, not a task: under load the thread that
+/// holds the engine also runs what the readers queued meanwhile, and that must not
+/// occupy a worker of the runtime that serves HTTP and the database.
 pub async fn run(
     core: Arc<SipCore>,
     records: mpsc::UnboundedSender<CallEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let handle = &core.calls;
-    *handle.running.lock() = Some(Running {
+    *core.calls.running.lock() = Some(Running {
         engine: Engine::new(core.clone(), records),
         spare: Vec::new(),
         timer_at: Instant::now(),
         calls_active: metrics::gauge!("switchboard_calls_active"),
         transactions: metrics::gauge!("switchboard_sip_transactions"),
     });
-    handle.started.store(true, Ordering::Release);
-    loop {
-        let Some(wake_at) = handle.with(&core, |running, now| {
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Handle::current();
+    let spawned = {
+        let (core, stopping) = (core.clone(), stopping.clone());
+        std::thread::Builder::new()
+            .name("sip-timers".into())
+            .spawn(move || {
+                // Lookups the timers start are tasks.
+                let _runtime = runtime.enter();
+                drive_timers(&core, &stopping);
+                drop(done);
+            })
+    };
+    match spawned {
+        Ok(thread) => {
+            let _ = core.calls.timers.set(thread.thread().clone());
+            core.calls.started.store(true, Ordering::Release);
+            let _ = stop.changed().await;
+            stopping.store(true, Ordering::Release);
+            thread.thread().unpark();
+            let _ = finished.await;
+        }
+        Err(e) => tracing::error!(error = %e, "cannot start the call engine's timer thread"),
+    }
+    core.calls.started.store(false, Ordering::Release);
+    core.calls.running.lock().take();
+}
+
+/// Fires the engine's timers until `stopping`, sleeping until the next deadline (in
+/// [`TIMER_SLACK`] steps, at most [`GAUGE_REFRESH`]) or an unpark for an earlier one.
+fn drive_timers(core: &SipCore, stopping: &AtomicBool) {
+    while !stopping.load(Ordering::Acquire) {
+        let Some(wake_at) = core.calls.with(core, |running, now| {
             running.engine.on_timeout(now);
             let refresh = now + GAUGE_REFRESH;
             running.timer_at = running
@@ -200,14 +241,9 @@ pub async fn run(
         }) else {
             return;
         };
-        tokio::select! {
-            () = tokio::time::sleep_until(wake_at.into()) => {}
-            () = handle.timer.notified() => {}
-            _ = stop.changed() => break,
-        }
+        // An unpark since the last park (an earlier deadline) returns at once.
+        std::thread::park_timeout(wake_at.saturating_duration_since(Instant::now()));
     }
-    handle.started.store(false, Ordering::Release);
-    handle.running.lock().take();
 }
 
 /// Copies the relay's counters into Prometheus every second.
