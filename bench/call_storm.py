@@ -680,10 +680,7 @@ def main() -> int:
     ap.add_argument("--rtp-port-max", type=int, default=59999)
     ap.add_argument("--drain-wait", type=float, default=60,
                     help="after the run, wait up to this long for calls/transactions to reach 0")
-    ap.add_argument("--quiet-wait", type=float, default=30)
-    ap.add_argument("--quiet-threshold", type=float, default=0.15)
-    ap.add_argument("--noise-threshold", type=float, default=0.2)
-    ap.add_argument("--noise-retries", type=int, default=1)
+    rs.add_noise_args(ap, noise_retries=1)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--out")
     ap.set_defaults(factor=2.0)  # run.py's ladder() reads it; call-storm's ramp is linear

@@ -863,6 +863,19 @@ def sum_dicts(ds) -> dict:
     return out
 
 
+def add_noise_args(ap: argparse.ArgumentParser, noise_retries: int) -> None:
+    """The options for a shared machine: wait for quiet before a step, rerun a step
+    that failed while other processes were busy (see `measured_step`)."""
+    ap.add_argument("--quiet-wait", type=float, default=30,
+                    help="before each step wait up to this many seconds for other processes "
+                         "to use less than --quiet-threshold cores (0 = do not wait)")
+    ap.add_argument("--quiet-threshold", type=float, default=0.15)
+    ap.add_argument("--noise-threshold", type=float, default=0.2,
+                    help="a failed step during which other processes used more cores than "
+                         "this is run again")
+    ap.add_argument("--noise-retries", type=int, default=noise_retries)
+
+
 def fmt_step(s: dict) -> str:
     verdict = "ok  " if s["passed"] else "FAIL"
     line = (f"  {verdict} asked {s['rate_asked']:>8.0f}/s  got {s['rate_achieved']:>8.0f}/s  "
@@ -1259,14 +1272,7 @@ def main() -> int:
     ap.add_argument("--self-check", action="store_true",
                     help="first freeze each target briefly to show SIPp's retransmission and "
                          "failure counters at work")
-    ap.add_argument("--quiet-wait", type=float, default=30,
-                    help="before each step wait up to this many seconds for other processes "
-                         "to use less than --quiet-threshold cores (0 = do not wait)")
-    ap.add_argument("--quiet-threshold", type=float, default=0.15)
-    ap.add_argument("--noise-threshold", type=float, default=0.2,
-                    help="a failed step during which other processes used more cores than "
-                         "this is run again")
-    ap.add_argument("--noise-retries", type=int, default=2)
+    add_noise_args(ap, noise_retries=2)
     ap.add_argument("--sequential", action="store_true",
                     help="run one target's whole ramp after the other's (default: their steps "
                          "alternate, so that the shared machine's drift affects both alike)")

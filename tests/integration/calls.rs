@@ -67,6 +67,20 @@ fn sdp_ports(report: &str, direction: &str) -> Vec<u16> {
     ports
 }
 
+/// Each phone saw SDP from the other, and only the relay's ports
+/// (rtp.port_min..=port_max) in it.
+fn only_relay_ports_seen(server: &TestServer, caller_report: &str, callee_report: &str) {
+    let range = server.config.rtp.port_min..=server.config.rtp.port_max;
+    for (who, report) in [("callee", callee_report), ("caller", caller_report)] {
+        let ports = sdp_ports(report, "received");
+        assert!(!ports.is_empty(), "{who} got no SDP:\n{report}");
+        assert!(
+            ports.iter().all(|p| range.contains(p)),
+            "{who}: {ports:?}\n{report}"
+        );
+    }
+}
+
 /// Extension 2001 dialling `number` with `scenario`.
 fn caller(server: &TestServer, scenario: &'static str, number: &str) -> Sipp {
     Sipp::new(scenario, server.sip_addr(SipTransport::Udp), number)
@@ -155,19 +169,7 @@ async fn sipp_call_is_authenticated_bridged_recorded_and_cleaned_up() {
     assert!(status.success(), "{caller_report}");
     let (status, callee_report, _) = callee.finish().await;
     assert!(status.success(), "{callee_report}");
-    // Each phone saw only the relay's ports (rtp.port_min..=port_max) in the other's SDP.
-    let range = server.config.rtp.port_min..=server.config.rtp.port_max;
-    for (who, report, direction) in [
-        ("callee", &callee_report, "received"),
-        ("caller", &caller_report, "received"),
-    ] {
-        let ports = sdp_ports(report, direction);
-        assert!(!ports.is_empty(), "{who} got no SDP:\n{report}");
-        assert!(
-            ports.iter().all(|p| range.contains(p)),
-            "{who}: {ports:?}\n{report}"
-        );
-    }
+    only_relay_ports_seen(&server, &caller_report, &callee_report);
 
     let records = cdrs(&admin, 1).await;
     let r = &records[0];
@@ -220,15 +222,7 @@ async fn sipp_late_offer_is_anchored_at_the_relay_both_ways() {
     assert!(status.success(), "{caller_report}");
     let (status, callee_report, _) = callee.finish().await;
     assert!(status.success(), "{callee_report}");
-    let range = server.config.rtp.port_min..=server.config.rtp.port_max;
-    for (who, report) in [("callee", &callee_report), ("caller", &caller_report)] {
-        let ports = sdp_ports(report, "received");
-        assert!(!ports.is_empty(), "{who} got no SDP:\n{report}");
-        assert!(
-            ports.iter().all(|p| range.contains(p)),
-            "{who}: {ports:?}\n{report}"
-        );
-    }
+    only_relay_ports_seen(&server, &caller_report, &callee_report);
     let records = cdrs(&admin, 1).await;
     assert_eq!(records[0]["disposition"], "answered", "{}", records[0]);
     assert_eq!(records[0]["codec"], "PCMU", "the caller's answer's codec");

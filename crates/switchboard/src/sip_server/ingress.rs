@@ -118,13 +118,12 @@ fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox)
         | Method::Refer
         | Method::Notify
         | Method::Message => {
-            let invite = method == Method::Invite;
-            let busy = invite.then(|| core.response(&req, 503, Some("Call engine not running")));
-            if !core.calls.submit(req, reply_flow.clone())
-                && let Some(mut busy) = busy
-            {
+            if method == Method::Invite && !core.calls.running() {
+                let mut busy = core.response(&req, 503, Some("Call engine not running"));
                 busy.push(HeaderName::RetryAfter, "5");
                 out.push(&reply_flow, &busy);
+            } else {
+                core.calls.submit(req, reply_flow);
             }
         }
         _ => {

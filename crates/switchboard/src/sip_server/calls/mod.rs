@@ -105,14 +105,17 @@ impl Running {
 }
 
 impl CallsHandle {
-    /// Queues a message of a call for the engine ([`Self::flush`] hands it over);
-    /// false when the engine is not running.
-    pub fn submit(&self, msg: Message, reply: Flow) -> bool {
-        if !self.started.load(Ordering::Acquire) {
-            return false;
+    /// Whether the engine takes messages (not while the server starts or stops).
+    pub fn running(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+
+    /// Queues a message of a call for the engine ([`Self::flush`] hands it over); it
+    /// is dropped when the engine is not running.
+    pub fn submit(&self, msg: Message, reply: Flow) {
+        if self.running() {
+            self.pending.lock().push((msg, reply));
         }
-        self.pending.lock().push((msg, reply));
-        true
     }
 
     /// Runs the engine over every queued message and sends what it produced, unless
