@@ -100,8 +100,8 @@ class SwitchboardCalls(rs.Switchboard):
         return out
 
     def rtp_sockets(self) -> int:
-        """UDP sockets bound in rtp.port_min..=port_max (the relay's RTP/RTCP ports in use;
-        nothing else on the machine binds there)."""
+        """UDP sockets bound in rtp.port_min..=port_max (the relay's RTP/RTCP ports in use
+        or kept bound for reuse; nothing else on the machine binds there)."""
         n = 0
         for name in ("/proc/net/udp", "/proc/net/udp6"):
             try:
@@ -135,10 +135,17 @@ class SwitchboardCalls(rs.Switchboard):
     def after_step(self) -> dict:
         m = self.metrics()
         out = {k: m.get(k) for k in ("switchboard_calls_active", "switchboard_sip_transactions",
-                                     "switchboard_media_sessions")}
+                                     "switchboard_media_sessions", "switchboard_media_idle_port_pairs")}
         out["rtp_sockets"] = self.rtp_sockets()
+        out["rtp_sockets_beyond_idle"] = unaccounted_sockets(out["rtp_sockets"], m)
         out["cdr_rows"] = self.cdr_rows()
         return out
+
+
+def unaccounted_sockets(bound: int, metrics: dict) -> int:
+    """Bound RTP/RTCP sockets beyond the pairs the relay keeps bound for reuse (two
+    sockets each, `switchboard_media_idle_port_pairs`): after the calls, a leak."""
+    return bound - 2 * int(metrics.get("switchboard_media_idle_port_pairs") or 0)
 
 
 # --------------------------------------------------------------------------------------
@@ -517,7 +524,7 @@ class CallRun(rs.TargetRun):
             while True:
                 m = target.metrics()
                 cdr = target.cdr_rows()
-                rtp = target.rtp_sockets()
+                rtp = unaccounted_sockets(target.rtp_sockets(), m)
                 calls, txs = m.get("switchboard_calls_active"), m.get("switchboard_sip_transactions")
                 # A gauge missing from /metrics (see README) cannot be waited for.
                 if (calls in (0, None) and txs in (0, None) and rtp == 0
@@ -531,12 +538,13 @@ class CallRun(rs.TargetRun):
                    "metrics_back_to_zero": None if calls is None or txs is None else calls == 0 and txs == 0,
                    "metrics_missing": [k for k in ("switchboard_calls_active", "switchboard_sip_transactions",
                                                    "switchboard_media_sessions") if k not in m],
-                   "rtp_sockets_open": rtp,
+                   "rtp_sockets_beyond_idle_pairs": rtp,
+                   "idle_port_pairs": m.get("switchboard_media_idle_port_pairs"),
                    "seconds_waited": round(self.args.drain_wait - max(0, end - time.monotonic()), 1),
                    "metrics": m}
             log(f"  {target.name}: CDR rows {cdr} for {res['calls_successful_total']} successful calls "
                 f"({res['calls_created_total']} created); calls_active {calls}, "
-                f"sip_transactions {txs}, relay sockets open {rtp}"
+                f"sip_transactions {txs}, relay sockets open beyond its idle pairs {rtp}"
                 + (f"; missing from /metrics: {out['metrics_missing']}" if out["metrics_missing"] else ""))
             return out
         while True:
@@ -612,9 +620,9 @@ def print_table(results: dict, args) -> str:
     if ar:
         rows.append(["Switchboard CDR rows / successful calls", "",
                      f"{num(ar.get('cdr_rows'))} / {num(ar.get('calls_successful_total'))}", "", "equal"])
-        rows.append(["Switchboard calls_active, sip_transactions, RTP sockets after", "",
+        rows.append(["Switchboard calls_active, sip_transactions, RTP sockets after (not idle)", "",
                      f"{num(ar.get('switchboard_calls_active'))}, {num(ar.get('switchboard_sip_transactions'))}, "
-                     f"{num(ar.get('rtp_sockets_open'))}", "", "0, 0, 0"])
+                     f"{num(ar.get('rtp_sockets_beyond_idle_pairs'))}", "", "0, 0, 0"])
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(5)]
     lines = [f"call-storm: {args.pairs:,} callers -> {args.pairs:,} callees, {args.sipp_pairs} caller + "
              f"{args.sipp_pairs} callee SIPp processes, hold {args.hold_ms} ms, {args.duration:g} s steps; "

@@ -124,7 +124,9 @@ async fn fresh_machine_no_configuration() {
     let status = pbx.terminate();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 
-    let mut again = Process::spawn(dir.path(), &[]);
+    // Started with the usual low soft limit on open files, it lifts it to the hard
+    // one (four sockets per anchored call; see main.rs).
+    let mut again = Process::spawn_with_open_files(dir.path(), &[], 256);
     again.wait_for_line("Switchboard is running");
     assert!(
         again.value_after("Password:").is_none(),
@@ -132,5 +134,14 @@ async fn fresh_machine_no_configuration() {
         again.seen
     );
     assert!(!again.seen.iter().any(|l| l.contains(&password)));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", again.child.id())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .expect("a line for open files")
+        .split_whitespace()
+        .collect();
+    assert_eq!(open_files[0], open_files[1], "soft = hard: {limits}");
+    assert_ne!(open_files[0], "256", "{limits}");
     assert!(again.terminate().success());
 }

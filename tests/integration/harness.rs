@@ -425,7 +425,26 @@ pub struct Process {
 impl Process {
     /// Starts `switchboard args…` in `cwd`.
     pub fn spawn(cwd: &Path, args: &[&str]) -> Self {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        Self::spawn_command(
+            std::process::Command::new(env!("CARGO_BIN_EXE_switchboard")),
+            cwd,
+            args,
+        )
+    }
+
+    /// [`Self::spawn`] with the soft limit on open files lowered to `soft` (util-linux
+    /// `prlimit`, which then execs the PBX in its place: same process).
+    pub fn spawn_with_open_files(cwd: &Path, args: &[&str], soft: u64) -> Self {
+        let mut prlimit = std::process::Command::new("prlimit");
+        prlimit
+            .arg(format!("--nofile={soft}:"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_switchboard"));
+        Self::spawn_command(prlimit, cwd, args)
+    }
+
+    fn spawn_command(mut command: std::process::Command, cwd: &Path, args: &[&str]) -> Self {
+        let mut child = command
             .args(args)
             .current_dir(cwd)
             .stdout(std::process::Stdio::piped())

@@ -9,31 +9,50 @@ use std::collections::VecDeque;
 #[derive(Debug, Clone)]
 pub struct PortPool {
     free: VecDeque<u16>,
-    min: u16,
-    max: u16,
+    /// Whether each pair of the range is in `free`, by `(port - first) / 2`: a release
+    /// checks for doubles without scanning a queue of up to 32,768 pairs (two per call).
+    is_free: Vec<bool>,
+    first: u16,
 }
 
 impl PortPool {
     /// Every even port `p` with `min <= p` and `p + 1 <= max`.
     pub fn new(min: u16, max: u16) -> Self {
         let first = min.saturating_add(min % 2);
-        let free = (first..max)
+        let free: VecDeque<u16> = (first..max)
             .step_by(2)
             .filter(|p| p.checked_add(1).is_some_and(|rtcp| rtcp <= max))
             .collect();
-        Self { free, min, max }
+        let is_free = vec![true; free.len()];
+        Self {
+            free,
+            is_free,
+            first,
+        }
+    }
+
+    fn slot(&self, rtp_port: u16) -> Option<usize> {
+        let offset = rtp_port.checked_sub(self.first)?;
+        let slot = usize::from(offset / 2);
+        (offset.is_multiple_of(2) && slot < self.is_free.len()).then_some(slot)
     }
 
     /// A free pair's RTP port, or `None` when all are in use.
     pub fn take(&mut self) -> Option<u16> {
-        self.free.pop_front()
+        let port = self.free.pop_front()?;
+        if let Some(slot) = self.slot(port) {
+            self.is_free[slot] = false;
+        }
+        Some(port)
     }
 
     /// Gives back a pair taken from this pool. A port outside the range, odd, or
     /// already free is ignored, so a double release cannot hand one pair out twice.
     pub fn put(&mut self, rtp_port: u16) {
-        let in_range = rtp_port >= self.min && rtp_port < self.max && rtp_port.is_multiple_of(2);
-        if in_range && !self.free.contains(&rtp_port) {
+        if let Some(slot) = self.slot(rtp_port)
+            && !self.is_free[slot]
+        {
+            self.is_free[slot] = true;
             self.free.push_back(rtp_port);
         }
     }

@@ -36,7 +36,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use switchboard_media::ports::PortPool;
 pub use switchboard_media::relay::{LegStats, MediaSession, Side};
 
 pub mod batch;
@@ -99,7 +98,7 @@ pub struct Relay {
 
 struct Inner {
     bind_ip: IpAddr,
-    pool: Arc<Mutex<PortPool>>,
+    ports: Arc<Mutex<socket::Ports>>,
     workers: Vec<Arc<WorkerHandle>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     next_id: AtomicU64,
@@ -119,7 +118,10 @@ impl Relay {
                 "the media relay needs at least one thread",
             ));
         }
-        let pool = Arc::new(Mutex::new(PortPool::new(config.port_min, config.port_max)));
+        let ports = Arc::new(Mutex::new(socket::Ports::new(
+            config.port_min,
+            config.port_max,
+        )));
         let mut workers = Vec::with_capacity(config.threads);
         let mut threads = Vec::with_capacity(config.threads);
         for n in 0..config.threads {
@@ -136,7 +138,7 @@ impl Relay {
         Ok(Relay {
             inner: Arc::new(Inner {
                 bind_ip: config.bind_ip,
-                pool,
+                ports,
                 workers,
                 threads: Mutex::new(threads),
                 next_id: AtomicU64::new(1),
@@ -145,9 +147,9 @@ impl Relay {
         })
     }
 
-    /// Takes two port pairs from the pool (skipping ports the OS refuses, e.g. in use
-    /// by another process; those go back to the pool's end), binds the four sockets and
-    /// hands them to the least-loaded thread.
+    /// Takes two port pairs (an ended call's, still bound, or free ports bound now,
+    /// skipping ports the OS refuses, e.g. in use by another process; those go back to
+    /// the pool's end: see `socket`) and hands them to the least-loaded thread.
     pub fn allocate(&self) -> Result<RelaySession, RelayError> {
         let inner = &self.inner;
         if inner.stopped.load(Ordering::Acquire) {
@@ -156,10 +158,10 @@ impl Relay {
         // Refused pairs stay out of the pool until this call ends, so that one call
         // never tries a pair twice; dropping the leases then puts them back.
         let mut refused = Vec::new();
-        let (a, a_rtp, a_rtcp) = socket::bind_pair(inner.bind_ip, &inner.pool, &mut refused)?;
-        let (b, b_rtp, b_rtcp) = socket::bind_pair(inner.bind_ip, &inner.pool, &mut refused)?;
+        let a = socket::take_pair(inner.bind_ip, &inner.ports, &mut refused)?;
+        let b = socket::take_pair(inner.bind_ip, &inner.ports, &mut refused)?;
         drop(refused);
-        let ports = [a.port(), b.port()];
+        let ports = [a.lease.port(), b.lease.port()];
 
         let worker = inner
             .workers
@@ -175,11 +177,10 @@ impl Relay {
         });
         let new = NewSession {
             id,
-            sockets: [a_rtp, a_rtcp, b_rtp, b_rtcp],
+            pairs: [a, b],
             rtcp: rtp.clone(),
             rtp,
             shared: shared.clone(),
-            leases: [a, b],
         };
         worker.load.fetch_add(1, Ordering::Relaxed);
         if worker.send(Command::Add(Box::new(new))).is_err() {
@@ -205,9 +206,15 @@ impl Relay {
             .sum()
     }
 
-    /// Free port pairs (a session takes two).
+    /// Port pairs a session could take (a session takes two): free ones and those
+    /// of ended calls kept bound for reuse.
     pub fn ports_available(&self) -> usize {
-        lock(&self.inner.pool).available()
+        lock(&self.inner.ports).available()
+    }
+
+    /// Pairs of ended calls kept bound for reuse (two sockets each).
+    pub fn idle_pairs(&self) -> usize {
+        lock(&self.inner.ports).idle()
     }
 
     /// Counters over all sessions ever, as of the threads' last batches.
@@ -249,6 +256,7 @@ impl Inner {
         self.stopped.store(true, Ordering::Release);
         let threads = std::mem::take(&mut *lock(&self.threads));
         stop_all(&self.workers, threads);
+        socket::close_idle(&self.ports);
     }
 }
 
@@ -281,10 +289,10 @@ pub(crate) struct Shared {
 }
 
 /// One anchored call: four sockets on a forwarding thread. `Send + Sync`. Dropping it
-/// closes the sockets and returns both port pairs to the pool, exactly once (the pool's
-/// leases travel with the sockets, so whoever drops those returns the ports: normally
-/// the thread, microseconds after the drop, once the sockets are closed, so a port is
-/// never handed out again while still bound).
+/// ends the call's forwarding and gives both port pairs back, exactly once: the thread
+/// takes the sockets out of its poll, microseconds after the drop, and keeps the pairs
+/// bound for a later call, or closes them and frees their ports (see `socket`); the
+/// pool's leases travel with the sockets, so a port is never handed out twice.
 pub struct RelaySession {
     id: u64,
     ports: [u16; 2],

@@ -1,8 +1,21 @@
-//! Binding a session's sockets, and the leases that give their ports back.
+//! The relay's port pairs and their sockets: binding, the leases that give ports back,
+//! and the pairs kept bound for reuse.
+//!
+//! Binding a call's four sockets and closing them afterwards (`socket`, `setsockopt`,
+//! `bind`, `close`: the kernel allocates and frees an inode and a socket each time)
+//! was a tenth of a call storm's CPU. So an ended call's pairs stay bound, idle, in a
+//! queue, and a later call takes them back: oldest first, and no sooner than
+//! [`QUARANTINE`] after their call ended, so that the ended call's last packets in
+//! flight have arrived; what they queued while idle is discarded before the new call's
+//! SDP names them (`drain`). When no idle pair is old enough, a free port is bound afresh;
+//! the idle queue holds at most [`IDLE_MAX`] pairs (beyond that a pair is closed), so a
+//! storm does not leave thousands of descriptors open for ever.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
 use switchboard_media::ports::PortPool;
@@ -13,12 +26,76 @@ use crate::{RelayError, lock};
 /// queues packets rather than dropping them: about a thousand small datagrams. Linux
 /// caps it at `net.core.rmem_max`, and only charges what is queued.
 const RECEIVE_BUFFER: usize = 1 << 20;
+/// How long an ended call's pair stays idle before another call may take it (unless
+/// no port is free otherwise): RTP still in flight when the call ended arrives within
+/// a round trip.
+pub(crate) const QUARANTINE: Duration = Duration::from_millis(250);
+/// The most pairs kept bound while idle (two descriptors each).
+pub(crate) const IDLE_MAX: usize = 4096;
 
-/// One port pair taken from the pool; dropping it puts the pair back. Whoever holds it
-/// last (the forwarding thread, a dropped command, a failed allocation) returns it, so
-/// a pair is returned exactly once.
+/// The range's pairs: free ones (no sockets) and idle ones (bound, from ended calls).
+pub(crate) struct Ports {
+    free: PortPool,
+    idle: VecDeque<IdlePair>,
+    idle_max: usize,
+    /// False once the relay shut down: pairs given back are closed, not kept.
+    open: bool,
+}
+
+/// A pair bound and ready for its next call. Fields drop in order: the sockets close
+/// before the lease frees the port.
+pub(crate) struct BoundPair {
+    pub(crate) rtp: UdpSocket,
+    pub(crate) rtcp: UdpSocket,
+    pub(crate) lease: PortLease,
+}
+
+struct IdlePair {
+    pair: BoundPair,
+    since: Instant,
+}
+
+impl Ports {
+    pub(crate) fn new(min: u16, max: u16) -> Self {
+        let free = PortPool::new(min, max);
+        let idle_max = free.available().min(IDLE_MAX);
+        Self {
+            free,
+            idle: VecDeque::new(),
+            idle_max,
+            open: true,
+        }
+    }
+
+    /// Pairs a call could take now (free or idle).
+    pub(crate) fn available(&self) -> usize {
+        self.free.available() + self.idle.len()
+    }
+
+    /// Pairs bound while idle.
+    pub(crate) fn idle(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// Closes every idle pair and keeps none from now on. The sockets and leases are
+    /// returned to be dropped by the caller, outside the lock (a lease locks it).
+    fn close(&mut self) -> VecDeque<IdlePair> {
+        self.open = false;
+        std::mem::take(&mut self.idle)
+    }
+}
+
+/// Stops keeping idle pairs and closes those kept.
+pub(crate) fn close_idle(ports: &Mutex<Ports>) {
+    let closed = lock(ports).close();
+    drop(closed);
+}
+
+/// One port pair taken from the range; dropping it puts the pair back among the free
+/// ones. Whoever holds it last (the forwarding thread, a dropped command, a failed
+/// allocation) returns it, so a pair is returned exactly once.
 pub(crate) struct PortLease {
-    pool: Arc<Mutex<PortPool>>,
+    ports: Arc<Mutex<Ports>>,
     port: u16,
 }
 
@@ -31,29 +108,101 @@ impl PortLease {
 
 impl Drop for PortLease {
     fn drop(&mut self) {
-        lock(&self.pool).put(self.port);
+        lock(&self.ports).free.put(self.port);
     }
 }
 
-/// Takes pairs from the pool until both of one bind. Pairs the OS refuses (in use by
+impl BoundPair {
+    /// Gives an ended call's pair back: kept bound for the next call when there is
+    /// room, else closed (and its port freed).
+    pub(crate) fn recycle(self) {
+        let ports = self.lease.ports.clone();
+        let mut guard = lock(&ports);
+        if guard.open && guard.idle.len() < guard.idle_max {
+            guard.idle.push_back(IdlePair {
+                pair: self,
+                since: Instant::now(),
+            });
+        } else {
+            drop(guard);
+            drop(self); // sockets close, then the lease frees the port
+        }
+    }
+
+    /// The RTP (0) or RTCP (1) socket.
+    pub(crate) fn socket(&self, component: usize) -> &UdpSocket {
+        if component == 0 {
+            &self.rtp
+        } else {
+            &self.rtcp
+        }
+    }
+
+    pub(crate) fn socket_mut(&mut self, component: usize) -> &mut UdpSocket {
+        if component == 0 {
+            &mut self.rtp
+        } else {
+            &mut self.rtcp
+        }
+    }
+
+    /// Discards what an idle pair received since its last call (at most a full
+    /// receive buffer's worth per socket, so a flood cannot hold the thread here).
+    pub(crate) fn drain(&self) {
+        const MOST: usize = RECEIVE_BUFFER / 64;
+        let mut scratch = [0u8; 64];
+        for socket in [&self.rtp, &self.rtcp] {
+            // Cut short or not, each read takes one datagram off the queue.
+            for _ in 0..MOST {
+                if socket.recv_from(&mut scratch).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A pair for a new call: an idle one old enough, else a free port bound now, else
+/// (ports or descriptors running out) the oldest idle one. Free pairs the OS refuses (in use by
 /// another process, or privileged) are kept in `refused`; any other error is returned.
-pub(crate) fn bind_pair(
+pub(crate) fn take_pair(
     ip: IpAddr,
-    pool: &Arc<Mutex<PortPool>>,
+    ports: &Arc<Mutex<Ports>>,
     refused: &mut Vec<PortLease>,
-) -> Result<(PortLease, UdpSocket, UdpSocket), RelayError> {
+) -> Result<BoundPair, RelayError> {
+    // Set when the process has no descriptor left for a fresh pair: an idle one is
+    // better than a failed call.
+    let mut no_descriptors = false;
     loop {
-        let Some(port) = lock(pool).take() else {
-            return Err(RelayError::PortsExhausted);
+        let port = {
+            let mut guard = lock(ports);
+            let ripe = guard
+                .idle
+                .front()
+                .is_some_and(|i| i.since.elapsed() >= QUARANTINE);
+            if (ripe || no_descriptors || guard.free.available() == 0)
+                && let Some(idle) = guard.idle.pop_front()
+            {
+                drop(guard);
+                // Before the port goes into an SDP: later packets are the new call's.
+                idle.pair.drain();
+                return Ok(idle.pair);
+            }
+            match guard.free.take() {
+                Some(port) => port,
+                None => return Err(RelayError::PortsExhausted),
+            }
         };
         let lease = PortLease {
-            pool: pool.clone(),
+            ports: ports.clone(),
             port,
         };
         let bound = bind(SocketAddr::new(ip, port))
             .and_then(|rtp| Ok((rtp, bind(SocketAddr::new(ip, port + 1))?)));
         match bound {
-            Ok((rtp, rtcp)) => return Ok((lease, rtp, rtcp)),
+            Ok((rtp, rtcp)) => {
+                return Ok(BoundPair { rtp, rtcp, lease });
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -62,9 +211,24 @@ pub(crate) fn bind_pair(
             {
                 refused.push(lease);
             }
+            // The lease frees the port again.
+            Err(e) if out_of_descriptors(&e) && !no_descriptors => {
+                no_descriptors = true;
+                if lock(ports).idle.is_empty() {
+                    return Err(e.into());
+                }
+            }
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The process (EMFILE) or the system (ENFILE) has no descriptor left.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    let descriptors = [nix::errno::Errno::EMFILE, nix::errno::Errno::ENFILE];
+    descriptors
+        .iter()
+        .any(|&n| e.raw_os_error() == Some(n as i32))
 }
 
 /// A non-blocking UDP socket bound to `addr`, with a large receive buffer. No

@@ -271,16 +271,51 @@ fn jumbo_datagrams_are_dropped() {
 }
 
 #[test]
-fn dropping_a_session_frees_its_ports() {
-    let relay = start(30300, 30305, 1);
-    assert_eq!(relay.ports_available(), 3);
+fn an_ended_calls_ports_are_kept_bound_and_reused_clean() {
+    let relay = start(30300, 30307, 1);
+    assert_eq!(relay.ports_available(), 4);
     let s = relay.allocate().unwrap();
-    assert_eq!((relay.ports_available(), relay.sessions()), (1, 1));
+    assert_eq!((relay.ports_available(), relay.sessions()), (2, 1));
     let ports = [s.port(Side::A), s.port(Side::B)];
     drop(s);
     assert_eq!(relay.sessions(), 0);
-    // The thread closes the sockets, then gives the ports back.
-    wait_until("the ports", || relay.ports_available() == 3);
+    // The thread takes the sockets out of its poll and keeps them, still bound.
+    wait_until("the idle pairs", || relay.idle_pairs() == 2);
+    assert_eq!(relay.ports_available(), 4);
+    for p in ports {
+        assert!(UdpSocket::bind(at(p)).is_err(), "{p} still bound");
+    }
+    // A late packet of the ended call is queued at its port meanwhile.
+    let late = phone();
+    late.send_to(&rtp(9, 1), at(ports[0])).unwrap();
+    // Too soon for those pairs: the next call gets the free ones.
+    let t = relay.allocate().unwrap();
+    assert!(!ports.contains(&t.port(Side::A)) && !ports.contains(&t.port(Side::B)));
+    std::thread::sleep(crate::socket::QUARANTINE);
+    let u = relay.allocate().unwrap();
+    assert_eq!(
+        [u.port(Side::A), u.port(Side::B)],
+        ports,
+        "oldest idle first"
+    );
+    assert_eq!(relay.idle_pairs(), 0);
+    // The late packet was discarded: the new call's phones latch to themselves and
+    // the first packet across is theirs.
+    let (a, b) = (phone(), phone());
+    signalled(&u, &a, &b);
+    crosses(&a, ports[0], &rtp(1, 1), &b, ports[1]);
+    assert!(nothing_queued(&b));
+    wait_until("the totals", || relay.totals().packets == 1);
+    assert_eq!(
+        relay.totals().foreign,
+        0,
+        "the late packet never reached the call"
+    );
+    drop((t, u));
+    wait_until("the idle pairs", || relay.idle_pairs() == 4);
+    // Shutting down closes them.
+    relay.shutdown();
+    assert_eq!((relay.idle_pairs(), relay.ports_available()), (0, 4));
     for p in ports {
         UdpSocket::bind(at(p)).expect("RTP port free again");
         UdpSocket::bind(at(p + 1)).expect("RTCP port free again");

@@ -27,7 +27,7 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmm
 use slab::Slab;
 use switchboard_media::relay::{MediaSession, Side, Verdict};
 
-use crate::socket::PortLease;
+use crate::socket::BoundPair;
 use crate::{RelayTotals, Shared};
 
 /// Datagrams per system call.
@@ -75,16 +75,14 @@ pub(crate) enum Command {
     Stop,
 }
 
-/// A session handed to a thread. Fields drop in order: the sockets close before the
-/// leases give their ports back.
+/// A session handed to a thread.
 pub(crate) struct NewSession {
     pub(crate) id: u64,
-    /// A's RTP, A's RTCP, B's RTP, B's RTCP.
-    pub(crate) sockets: [UdpSocket; 4],
+    /// A's pair, B's pair.
+    pub(crate) pairs: [BoundPair; 2],
     pub(crate) rtp: MediaSession,
     pub(crate) rtcp: MediaSession,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) leases: [PortLease; 2],
 }
 
 /// The API's side of a thread.
@@ -197,7 +195,8 @@ pub(crate) fn spawn(n: usize) -> io::Result<(Arc<WorkerHandle>, JoinHandle<()>)>
 /// A session on its thread.
 struct Entry {
     id: u64,
-    sockets: [UdpSocket; 4],
+    /// A's pair, B's pair: socket `i` (of the token) is `pairs[i / 2].socket(i % 2)`.
+    pairs: [BoundPair; 2],
     /// RTP, RTCP.
     media: [MediaSession; 2],
     shared: Arc<Shared>,
@@ -205,8 +204,12 @@ struct Entry {
     dirty: bool,
     /// RTP losses per side already added to the totals.
     lost_reported: [u64; 2],
-    /// Last: dropped after the sockets are closed.
-    _leases: [PortLease; 2],
+}
+
+impl Entry {
+    fn socket(&self, i: usize) -> &UdpSocket {
+        self.pairs[i / 2].socket(i % 2)
+    }
 }
 
 struct Worker {
@@ -371,8 +374,11 @@ impl Worker {
                 if let Some(slot) = self.ids.remove(&id) {
                     let mut entry = self.sessions.remove(slot);
                     report_lost(&mut entry, &mut self.counters);
-                    for s in &mut entry.sockets {
-                        let _ = self.poll.registry().deregister(s);
+                    for mut pair in entry.pairs {
+                        for c in 0..2 {
+                            let _ = self.poll.registry().deregister(pair.socket_mut(c));
+                        }
+                        pair.recycle();
                     }
                 }
             }
@@ -383,20 +389,20 @@ impl Worker {
     fn add(&mut self, new: NewSession) {
         let NewSession {
             id,
-            mut sockets,
+            mut pairs,
             rtp,
             rtcp,
             shared,
-            leases,
         } = new;
         let vacant = self.sessions.vacant_entry();
         let slot = vacant.key();
-        for (i, s) in sockets.iter_mut().enumerate() {
+        for i in 0..4 {
+            let pair = &mut pairs[i / 2];
             let token = Token(slot * 4 + i);
             if self
                 .poll
                 .registry()
-                .register(s, token, Interest::READABLE)
+                .register(pair.socket_mut(i % 2), token, Interest::READABLE)
                 .is_err()
             {
                 // Out of epoll watches: the session cannot forward. Its sockets close
@@ -407,12 +413,11 @@ impl Worker {
         }
         vacant.insert(Entry {
             id,
-            sockets,
+            pairs,
             media: [rtp, rtcp],
             shared,
             dirty: false,
             lost_reported: [0; 2],
-            _leases: leases,
         });
         self.ids.insert(id, slot);
     }
@@ -481,7 +486,7 @@ fn forward(
     io: &mut BatchIo,
     counters: &mut RelayTotals,
 ) -> io::Result<usize> {
-    let n = io.recv(entry.sockets[socket].as_raw_fd())?;
+    let n = io.recv(entry.socket(socket).as_raw_fd())?;
     let now = Instant::now();
     let side = SIDES[socket / 2];
     let media = &mut entry.media[socket % 2];
@@ -517,7 +522,7 @@ fn forward(
         }
     }
     if out > 0 {
-        let sent = io.send(&entry.sockets[(socket + 2) % 4], out);
+        let sent = io.send(entry.socket((socket + 2) % 4), out);
         counters.send_errors += (out - sent) as u64;
     }
     Ok(n)

@@ -262,6 +262,7 @@ pub async fn publish_media_metrics(core: Arc<SipCore>, mut stop: watch::Receiver
         dropped("truncated"),
     );
     let sessions = metrics::gauge!("switchboard_media_sessions");
+    let idle_pairs = metrics::gauge!("switchboard_media_idle_port_pairs");
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -277,5 +278,6 @@ pub async fn publish_media_metrics(core: Arc<SipCore>, mut stop: watch::Receiver
         send_errors.absolute(t.send_errors);
         truncated.absolute(t.truncated);
         sessions.set(core.relay.sessions() as f64);
+        idle_pairs.set(core.relay.idle_pairs() as f64);
     }
 }
