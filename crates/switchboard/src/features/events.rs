@@ -104,12 +104,9 @@ pub async fn emit(
     Ok(id)
 }
 
-/// Appends several events to the outbox on `conn` (a transaction), in order, in as few
-/// statements as the database allows.
-pub async fn emit_many(
-    conn: &mut Conn,
-    events: &[(EventType, serde_json::Value)],
-) -> store::Result<()> {
+/// Appends several events (type and JSON data) to the outbox on `conn` (a
+/// transaction), in order, in as few statements as the database allows.
+pub async fn emit_many(conn: &mut Conn, events: &[(EventType, String)]) -> store::Result<()> {
     let now = Timestamp::now();
     let rows: Vec<store::events::NewEvent<'_>> = events
         .iter()
@@ -118,7 +115,7 @@ pub async fn emit_many(
                 uuid::Uuid::now_v7().to_string(),
                 event_type.as_str(),
                 now,
-                data.to_string(),
+                data.clone(),
             )
         })
         .collect();
