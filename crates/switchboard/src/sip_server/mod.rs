@@ -318,14 +318,22 @@ impl SipServer {
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
-        // One reader thread per core on each UDP socket: whichever is free takes the
-        // next burst, so a storm is handled on every core.
+        // One reader thread per core on each UDP socket: the first always reads, the
+        // others help while it is behind (see `udp`), so a storm is handled on every
+        // core without waking a reader per datagram otherwise.
         let readers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let runtime = tokio::runtime::Handle::current();
         for socket in udp {
             let local = core.transports.add_udp(socket.clone())?;
+            let helpers = Arc::new(udp::Helpers::default());
             for i in 0..readers {
                 let (core, socket, stopped) = (core.clone(), socket.clone(), stopped.clone());
+                let helpers = helpers.clone();
+                let role = if i == 0 {
+                    udp::Role::First
+                } else {
+                    udp::Role::Helper
+                };
                 let runtime = runtime.clone();
                 // Dropped when the thread ends (or panics): `shutdown` awaits that.
                 let (done, finished) = tokio::sync::oneshot::channel::<()>();
@@ -333,7 +341,7 @@ impl SipServer {
                     .name(format!("sip-udp-{i}"))
                     .spawn(move || {
                         let _runtime = runtime.enter();
-                        udp::run(core, socket, stopped);
+                        udp::run(core, socket, helpers, role, stopped);
                         drop(done);
                     })
                     .with_context(|| format!("cannot start a UDP reader for {local}"))?;
