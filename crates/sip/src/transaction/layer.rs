@@ -1,5 +1,6 @@
 //! Many transactions at once: matching by key, one merged timer, cleanup.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
@@ -286,7 +287,7 @@ impl TransactionLayer {
                     .into_iter()
                     .map(|o| (key.clone(), o)),
             );
-            self.sync(&key);
+            self.reindex(Cow::Owned(key));
         }
         out
     }
@@ -302,26 +303,35 @@ impl TransactionLayer {
                 scheduled: None,
             },
         );
-        self.sync(&key);
+        self.reindex(Cow::Owned(key));
     }
 
     /// After a transaction changed: drop it if it ended, else move its index entry
     /// to its new deadline.
     fn sync(&mut self, key: &TransactionKey) {
-        let Some(entry) = self.entries.get_mut(key) else {
+        self.reindex(Cow::Borrowed(key));
+    }
+
+    /// [`Self::sync`]. An index entry moved to a new deadline keeps its copy of the
+    /// key, and an owned `key` goes into the index as it is: cloning the key's
+    /// strings at every change of deadline was an allocation per timer per
+    /// transaction.
+    fn reindex(&mut self, key: Cow<'_, TransactionKey>) {
+        let Some(entry) = self.entries.get_mut(&*key) else {
             return;
         };
         if entry.tx.state() == State::Terminated {
-            self.remove(key);
+            self.remove(&key);
             return;
         }
         let next = entry.tx.poll_timeout();
         if next != entry.scheduled {
-            if let Some(at) = entry.scheduled {
-                self.deadlines.remove(&(at, entry.id));
-            }
+            let indexed = entry
+                .scheduled
+                .and_then(|at| self.deadlines.remove(&(at, entry.id)));
             if let Some(at) = next {
-                self.deadlines.insert((at, entry.id), key.clone());
+                let indexed = indexed.unwrap_or_else(|| key.into_owned());
+                self.deadlines.insert((at, entry.id), indexed);
             }
             entry.scheduled = next;
         }
