@@ -322,6 +322,64 @@ fn an_ended_calls_ports_are_kept_bound_and_reused_clean() {
     }
 }
 
+/// The scenario of [`out_of_descriptors_an_idle_pair_is_taken`], run in a process of
+/// its own whose limit on open files is low.
+#[test]
+#[ignore = "run by out_of_descriptors_an_idle_pair_is_taken, with a low open-files limit"]
+fn with_few_descriptors() {
+    if std::env::var_os("RELAY_FEW_DESCRIPTORS").is_none() {
+        return;
+    }
+    let relay = start(31000, 31999, 1);
+    let mut sessions = Vec::new();
+    let error = loop {
+        match relay.allocate() {
+            Ok(s) => sessions.push(s),
+            Err(e) => break e,
+        }
+    };
+    let emfile = nix::errno::Errno::EMFILE as i32;
+    assert!(
+        matches!(&error, RelayError::Io(e) if e.raw_os_error() == Some(emfile)),
+        "{error}"
+    );
+    assert!(
+        relay.ports_available() > 2,
+        "ports were left, descriptors were not"
+    );
+    drop(sessions.pop());
+    wait_until("the idle pairs", || relay.idle_pairs() == 2);
+    // Free ports are left but (the failed allocation's first pair closed again aside)
+    // no descriptor to bind them: idle pairs, however young, rather than a failed call.
+    let s = relay.allocate().expect("a session on idle pairs");
+    assert!(relay.idle_pairs() < 2);
+    assert!(matches!(relay.allocate(), Err(RelayError::Io(_))));
+    drop(s);
+}
+
+#[test]
+fn out_of_descriptors_an_idle_pair_is_taken() {
+    let test_binary = std::env::current_exe().unwrap();
+    let run = std::process::Command::new("prlimit")
+        .arg("--nofile=64:")
+        .arg("--")
+        .arg(test_binary)
+        .args([
+            "--exact",
+            "tests::with_few_descriptors",
+            "--include-ignored",
+        ])
+        .env("RELAY_FEW_DESCRIPTORS", "1")
+        .output()
+        .expect("prlimit (util-linux) runs the test binary");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 #[test]
 fn allocation_stops_when_the_ports_run_out() {
     let relay = start(30400, 30405, 1);
