@@ -42,8 +42,8 @@ from pathlib import Path
 sys.dont_write_bytecode = True   # no bench/__pycache__ from importing run.py
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The /proc helpers, process-group handling and machine description of the reg-storm runner.
-from run import (BenchError, _proc_stat, finish_workdir, kill_group, log,  # noqa: E402
-                 machine_info, run_text, save_report, thread_cpu_seconds)
+from run import (BenchError, _proc_stat, add_noise_args, finish_workdir, kill_group,  # noqa: E402
+                 log, machine_info, run_text, save_report, thread_cpu_seconds)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -420,14 +420,7 @@ def main() -> int:
                          "the ladder")
     ap.add_argument("--relay-load-bin", default=str(RELAY_LOAD_BIN))
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build")
-    ap.add_argument("--quiet-wait", type=float, default=20,
-                    help="before each step wait up to this many seconds for other processes "
-                         "to use less than --quiet-threshold cores (0 = do not wait)")
-    ap.add_argument("--quiet-threshold", type=float, default=0.15)
-    ap.add_argument("--noise-threshold", type=float, default=0.2,
-                    help="a failed step during which other processes used more cores than "
-                         "this is run again")
-    ap.add_argument("--noise-retries", type=int, default=2)
+    add_noise_args(ap, noise_retries=2, quiet_wait=20)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--out", help="result JSON (default bench/results/<UTC time>-media.json)")
     args = ap.parse_args()

@@ -863,10 +863,10 @@ def sum_dicts(ds) -> dict:
     return out
 
 
-def add_noise_args(ap: argparse.ArgumentParser, noise_retries: int) -> None:
+def add_noise_args(ap: argparse.ArgumentParser, noise_retries: int, quiet_wait: float = 30) -> None:
     """The options for a shared machine: wait for quiet before a step, rerun a step
     that failed while other processes were busy (see `measured_step`)."""
-    ap.add_argument("--quiet-wait", type=float, default=30,
+    ap.add_argument("--quiet-wait", type=float, default=quiet_wait,
                     help="before each step wait up to this many seconds for other processes "
                          "to use less than --quiet-threshold cores (0 = do not wait)")
     ap.add_argument("--quiet-threshold", type=float, default=0.15)

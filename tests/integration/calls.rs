@@ -165,10 +165,8 @@ async fn sipp_call_is_authenticated_bridged_recorded_and_cleaned_up() {
         })
     })
     .await;
-    let (status, caller_report, _) = call.finish().await;
-    assert!(status.success(), "{caller_report}");
-    let (status, callee_report, _) = callee.finish().await;
-    assert!(status.success(), "{callee_report}");
+    let caller_report = call.passed().await;
+    let callee_report = callee.passed().await;
     only_relay_ports_seen(&server, &caller_report, &callee_report);
 
     let records = cdrs(&admin, 1).await;
@@ -218,10 +216,8 @@ async fn sipp_late_offer_is_anchored_at_the_relay_both_ways() {
     let (server, admin) = server_with(quick_timers).await;
     let callee = callee(&server, "call_callee_late_offer.xml").await;
     let call = caller(&server, "call_caller_late_offer.xml", "2002").spawn();
-    let (status, caller_report, _) = call.finish().await;
-    assert!(status.success(), "{caller_report}");
-    let (status, callee_report, _) = callee.finish().await;
-    assert!(status.success(), "{callee_report}");
+    let caller_report = call.passed().await;
+    let callee_report = callee.passed().await;
     only_relay_ports_seen(&server, &caller_report, &callee_report);
     let records = cdrs(&admin, 1).await;
     assert_eq!(records[0]["disposition"], "answered", "{}", records[0]);

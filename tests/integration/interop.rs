@@ -146,10 +146,12 @@ impl SippRun {
         (out.status, report, stderr)
     }
 
-    /// Asserts that it ended with every message the one expected.
-    pub(crate) async fn passed(self) {
+    /// Asserts that it ended with every message the one expected; returns its report
+    /// (messages included).
+    pub(crate) async fn passed(self) -> String {
         let (status, report, _) = self.finish().await;
         assert!(status.success(), "{report}");
+        report
     }
 }
 

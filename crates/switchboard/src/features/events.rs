@@ -108,16 +108,14 @@ pub async fn emit(
 /// transaction), in order, in as few statements as the database allows.
 pub async fn emit_many(conn: &mut Conn, events: &[(EventType, String)]) -> store::Result<()> {
     let now = Timestamp::now();
-    let rows: Vec<store::events::NewEvent<'_>> = events
+    let ids: Vec<String> = events
         .iter()
-        .map(|(event_type, data)| {
-            (
-                uuid::Uuid::now_v7().to_string(),
-                event_type.as_str(),
-                now,
-                data.clone(),
-            )
-        })
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    let rows: Vec<store::events::NewEvent<'_>> = ids
+        .iter()
+        .zip(events)
+        .map(|(id, (event_type, data))| (id.as_str(), event_type.as_str(), now, data.as_str()))
         .collect();
     store::events::append_many(conn, &rows).await?;
     for (event_type, _) in events {

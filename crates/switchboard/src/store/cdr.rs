@@ -54,18 +54,18 @@ pub async fn insert_many(conn: &mut Conn, rows: &[&CdrRow]) -> Result<()> {
         let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for r in chunk {
             q = q
-                .bind(r.id.clone())
-                .bind(r.caller.clone())
-                .bind(r.caller_name.clone())
-                .bind(r.callee.clone())
-                .bind(r.answered_by.clone())
+                .bind(r.id.as_str())
+                .bind(r.caller.as_str())
+                .bind(r.caller_name.as_str())
+                .bind(r.callee.as_str())
+                .bind(r.answered_by.as_deref())
                 .bind(r.started_at.0)
                 .bind(r.answered_at.map(|t| t.0))
                 .bind(r.ended_at.0)
                 .bind(r.duration)
-                .bind(r.disposition.clone())
-                .bind(r.hangup_cause.clone())
-                .bind(r.codec.clone());
+                .bind(r.disposition.as_str())
+                .bind(r.hangup_cause.as_str())
+                .bind(r.codec.as_deref());
         }
         q.execute(&mut *conn).await?;
     }

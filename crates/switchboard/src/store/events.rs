@@ -35,7 +35,7 @@ pub async fn append(
 }
 
 /// One event to append: id, type, time, JSON data.
-pub type NewEvent<'a> = (String, &'a str, Timestamp, String);
+pub type NewEvent<'a> = (&'a str, &'a str, Timestamp, &'a str);
 
 /// Rows per statement, well under both databases' bound-parameter limits.
 const APPEND_CHUNK: usize = 200;
@@ -49,11 +49,7 @@ pub async fn append_many(conn: &mut Conn, events: &[NewEvent<'_>]) -> Result<()>
         // Only placeholders are added to the SQL; every value is bound.
         let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for (id, event_type, at, data) in chunk {
-            q = q
-                .bind(id.clone())
-                .bind(*event_type)
-                .bind(at.millis())
-                .bind(data.clone());
+            q = q.bind(*id).bind(*event_type).bind(at.millis()).bind(*data);
         }
         q.execute(&mut *conn).await?;
     }
