@@ -51,12 +51,36 @@ impl Via {
         self.params.has("rport")
     }
 
-    /// `sent-by` as a string (`host[:port]`), for transaction matching.
+    /// `sent-by` as a string (`host[:port]`), lowercased for transaction matching
+    /// (§7.3.1: hosts are case-insensitive). Built by hand: every server transaction
+    /// makes one, and `format!` plus a lowercased copy was two allocations and the
+    /// formatter.
     pub fn sent_by(&self) -> String {
-        match self.port {
-            Some(p) => format!("{}:{p}", self.host),
-            None => self.host.to_string(),
+        let mut s = String::with_capacity(48);
+        match &self.host {
+            Host::Domain(d) => {
+                s.push_str(d);
+                s.make_ascii_lowercase();
+            }
+            Host::V4(a) => {
+                for (i, octet) in a.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        s.push('.');
+                    }
+                    s.push_str(itoa::Buffer::new().format(octet));
+                }
+            }
+            // Rare enough for the formatter; its hex digits are lowercase.
+            Host::V6(_) => {
+                use std::fmt::Write as _;
+                let _ = write!(s, "{}", self.host);
+            }
         }
+        if let Some(p) = self.port {
+            s.push(':');
+            s.push_str(itoa::Buffer::new().format(p));
+        }
+        s
     }
 
     /// One `via-parm`: `SIP / 2.0 / UDP host[:port] *(;param)`, whitespace allowed
@@ -177,6 +201,18 @@ mod tests {
                 .unwrap()
                 .has_rfc3261_branch()
         );
+    }
+
+    #[test]
+    fn sent_by_is_lowercased_host_and_port() {
+        for (via, sent_by) in [
+            ("SIP/2.0/UDP PC33.Atlanta.COM:5066;branch=z9hG4bK1", "pc33.atlanta.com:5066"),
+            ("SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1", "192.0.2.10"),
+            ("SIP/2.0/UDP 10.0.255.1:5060", "10.0.255.1:5060"),
+            ("SIP/2.0/TCP [2001:DB8::9]:5070", "[2001:db8::9]:5070"),
+        ] {
+            assert_eq!(Via::parse(via).unwrap().sent_by(), sent_by, "{via}");
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl ClientTransaction {
             return Err(TransactionError::MethodMismatch);
         }
         // The ACK and CANCEL builders need these; refuse now rather than fail later.
-        let sent_by = request.top_via()?.sent_by().to_ascii_lowercase();
+        let sent_by = request.top_via()?.sent_by();
         request.call_id()?;
         request.from_addr()?;
         request.to_addr()?;

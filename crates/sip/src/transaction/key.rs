@@ -67,7 +67,7 @@ impl TransactionKey {
         let id = if via.has_rfc3261_branch() {
             Id::Branch {
                 branch: via.branch().unwrap_or_default().to_ascii_lowercase(),
-                sent_by: via.sent_by().to_ascii_lowercase(),
+                sent_by: via.sent_by(),
             }
         } else {
             Id::Rfc2543(Box::new(rfc2543(request, &via, &method)?))
@@ -149,7 +149,7 @@ fn rfc2543(request: &Message, via: &Via, method: &Method) -> Result<Rfc2543, Tra
     } else {
         request.to_addr()?.tag().map(str::to_owned)
     };
-    let mut via_id = format!("{}/{}", via.transport, via.sent_by().to_ascii_lowercase());
+    let mut via_id = format!("{}/{}", via.transport, via.sent_by());
     if let Some(b) = via.branch() {
         via_id.push_str(";branch=");
         via_id.push_str(b);
