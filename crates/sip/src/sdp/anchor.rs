@@ -64,17 +64,19 @@ impl MediaDescription {
         if !self.is_rtp() {
             return !self.formats.is_empty();
         }
+        // Each side's rtpmaps parsed once, not once per pair of formats.
+        let offered: Vec<super::Rtpmap> = offer
+            .formats
+            .iter()
+            .filter_map(|f| offer.codec_for(f))
+            .collect();
         let codecs: Vec<Option<super::Rtpmap>> =
             self.formats.iter().map(|f| self.codec_for(f)).collect();
         let mut index = 0;
         self.retain_formats(|_| {
-            let keep = codecs[index].as_ref().is_some_and(|codec| {
-                offer
-                    .formats
-                    .iter()
-                    .filter_map(|f| offer.codec_for(f))
-                    .any(|offered| offered.same_codec(codec))
-            });
+            let keep = codecs[index]
+                .as_ref()
+                .is_some_and(|codec| offered.iter().any(|o| o.same_codec(codec)));
             index += 1;
             keep
         });
