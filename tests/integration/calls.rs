@@ -202,6 +202,17 @@ async fn sipp_call_is_authenticated_bridged_recorded_and_cleaned_up() {
     assert!(lines[1].starts_with(&format!("{id},2001,")), "{csv}");
     assert_eq!(lines.len(), 2, "{csv}");
 
+    // Counted once each, and the other dispositions are there at 0.
+    let (_, metrics) = server.client().get_text("/metrics").await;
+    for line in [
+        r#"switchboard_calls_total{disposition="answered"} 1"#,
+        r#"switchboard_calls_total{disposition="busy"} 0"#,
+        r#"switchboard_events_emitted_total{event_type="call.started"} 1"#,
+        r#"switchboard_events_emitted_total{event_type="call.ended"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+
     all_cleaned_up(&server, &admin).await;
 }
 

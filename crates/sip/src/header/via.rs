@@ -206,7 +206,10 @@ mod tests {
     #[test]
     fn sent_by_is_lowercased_host_and_port() {
         for (via, sent_by) in [
-            ("SIP/2.0/UDP PC33.Atlanta.COM:5066;branch=z9hG4bK1", "pc33.atlanta.com:5066"),
+            (
+                "SIP/2.0/UDP PC33.Atlanta.COM:5066;branch=z9hG4bK1",
+                "pc33.atlanta.com:5066",
+            ),
             ("SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1", "192.0.2.10"),
             ("SIP/2.0/UDP 10.0.255.1:5060", "10.0.255.1:5060"),
             ("SIP/2.0/TCP [2001:DB8::9]:5070", "[2001:db8::9]:5070"),
