@@ -52,28 +52,19 @@ impl Via {
     }
 
     /// `sent-by` as a string (`host[:port]`), lowercased for transaction matching
-    /// (§7.3.1: hosts are case-insensitive). Built by hand: every server transaction
-    /// makes one, and `format!` plus a lowercased copy was two allocations and the
-    /// formatter.
+    /// (§7.3.1: hosts are case-insensitive), in one buffer: every transaction makes
+    /// one, and `format!` plus a lowercased copy was two allocations.
     pub fn sent_by(&self) -> String {
+        use std::fmt::Write as _;
         let mut s = String::with_capacity(48);
         match &self.host {
             Host::Domain(d) => {
                 s.push_str(d);
                 s.make_ascii_lowercase();
             }
-            Host::V4(a) => {
-                for (i, octet) in a.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        s.push('.');
-                    }
-                    s.push_str(itoa::Buffer::new().format(octet));
-                }
-            }
-            // Rare enough for the formatter; its hex digits are lowercase.
-            Host::V6(_) => {
-                use std::fmt::Write as _;
-                let _ = write!(s, "{}", self.host);
+            // Digits, and lowercase hex for IPv6.
+            ip => {
+                let _ = write!(s, "{ip}");
             }
         }
         if let Some(p) = self.port {

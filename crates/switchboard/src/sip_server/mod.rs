@@ -30,6 +30,7 @@ use self::persist::PersistJob;
 use self::transport::{Flow, Transports};
 use crate::app::App;
 use crate::config::{DigestAlgorithm, SipListen, SipTransport};
+use crate::features::calls::Disposition;
 
 /// Connection limits (spec 01: "limits on message size, connections and idle time").
 #[derive(Debug, Clone)]
@@ -78,6 +79,8 @@ pub struct SipMetrics {
     pub udp_received: metrics::Counter,
     pub udp_sent: metrics::Counter,
     pub registrations_ok: metrics::Counter,
+    /// `switchboard_calls_total` per disposition, in `Disposition::ALL` order.
+    pub calls_ended: [metrics::Counter; Disposition::ALL.len()],
 }
 
 impl SipMetrics {
@@ -86,6 +89,15 @@ impl SipMetrics {
             udp_received: metrics::counter!("switchboard_sip_messages_received_total", "transport" => "udp"),
             udp_sent: metrics::counter!("switchboard_sip_messages_sent_total", "transport" => "udp"),
             registrations_ok: metrics::counter!("switchboard_sip_registrations_total", "result" => "ok"),
+            calls_ended: Disposition::ALL
+                .map(|d| metrics::counter!("switchboard_calls_total", "disposition" => d.as_str())),
+        }
+    }
+
+    /// Counts a call that ended so.
+    pub fn call_ended(&self, disposition: Disposition) {
+        if let Some(i) = Disposition::ALL.iter().position(|d| *d == disposition) {
+            self.calls_ended[i].increment(1);
         }
     }
 }

@@ -94,9 +94,6 @@ pub struct Engine {
     /// The local address the kernel picks towards each peer, for a wildcard listener.
     local_ips: HashMap<IpAddr, IpAddr>,
     records: mpsc::UnboundedSender<CallEvent>,
-    /// `switchboard_calls_total` per disposition (in `Disposition::ALL` order),
-    /// registered once: a labelled `counter!` looks its key up and copies it each time.
-    ended: [metrics::Counter; Disposition::ALL.len()],
     ring_timeout: Duration,
     media_timeout: Duration,
     /// `rtp.public_address`: written into SDP instead of the local address.
@@ -132,8 +129,6 @@ impl Engine {
             out: Outbox::default(),
             local_ips: HashMap::new(),
             records,
-            ended: Disposition::ALL
-                .map(|d| metrics::counter!("switchboard_calls_total", "disposition" => d.as_str())),
             ring_timeout,
             media_timeout,
             public_ip,
@@ -468,9 +463,7 @@ impl Engine {
             }
         }
         self.core.calls.active.remove(&call.uuid);
-        if let Some(i) = Disposition::ALL.iter().position(|d| *d == disposition) {
-            self.ended[i].increment(1);
-        }
+        self.core.metrics.call_ended(disposition);
         let record = self.record(&call, disposition, cause);
         let _ = self.records.send(CallEvent::Ended(record));
         // A transfer still ringing stops ringing.
