@@ -121,6 +121,7 @@ impl Relay {
         let ports = Arc::new(Mutex::new(socket::Ports::new(
             config.port_min,
             config.port_max,
+            config.threads,
         )));
         let mut workers = Vec::with_capacity(config.threads);
         let mut threads = Vec::with_capacity(config.threads);
@@ -149,7 +150,8 @@ impl Relay {
 
     /// Takes two port pairs (an ended call's, still bound, or free ports bound now,
     /// skipping ports the OS refuses, e.g. in use by another process; those go back to
-    /// the pool's end: see `socket`) and hands them to the least-loaded thread.
+    /// the pool's end: see `socket`) and hands them to the least-loaded thread (or,
+    /// when only idle pairs are left, to the thread that has them: see `socket`).
     pub fn allocate(&self) -> Result<RelaySession, RelayError> {
         let inner = &self.inner;
         if inner.stopped.load(Ordering::Acquire) {
@@ -157,18 +159,16 @@ impl Relay {
         }
         // Refused pairs stay out of the pool until this call ends, so that one call
         // never tries a pair twice; dropping the leases then puts them back.
+        let least_loaded = (0..inner.workers.len())
+            .min_by_key(|&t| inner.workers[t].load.load(Ordering::Relaxed))
+            .expect("at least one thread");
+        let thread = lock(&inner.ports).thread_for(least_loaded);
         let mut refused = Vec::new();
-        let a = socket::take_pair(inner.bind_ip, &inner.ports, &mut refused)?;
-        let b = socket::take_pair(inner.bind_ip, &inner.ports, &mut refused)?;
+        let a = socket::take_pair(inner.bind_ip, &inner.ports, thread, &mut refused)?;
+        let b = socket::take_pair(inner.bind_ip, &inner.ports, thread, &mut refused)?;
         drop(refused);
         let ports = [a.lease.port(), b.lease.port()];
-
-        let worker = inner
-            .workers
-            .iter()
-            .min_by_key(|w| w.load.load(Ordering::Relaxed))
-            .expect("at least one thread")
-            .clone();
+        let worker = inner.workers[thread].clone();
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let rtp = MediaSession::new(None, None, Instant::now());
         let shared = Arc::new(Shared {

@@ -10,6 +10,11 @@
 //! SDP names them (`drain`). When no idle pair is old enough, a free port is bound afresh;
 //! the idle queue holds at most [`IDLE_MAX`] pairs (beyond that a pair is closed), so a
 //! storm does not leave thousands of descriptors open for ever.
+//!
+//! An idle pair also stays registered with the poll of the forwarding thread its call
+//! ran on, and goes only to a later call on that thread: registering a call's four
+//! sockets and taking them out again afterwards (`epoll_ctl` eight times) was most of
+//! the forwarding threads' time in a call storm. So the idle pairs queue per thread.
 
 use std::collections::VecDeque;
 use std::io;
@@ -33,10 +38,11 @@ pub(crate) const QUARANTINE: Duration = Duration::from_millis(250);
 /// The most pairs kept bound while idle (two descriptors each).
 pub(crate) const IDLE_MAX: usize = 4096;
 
-/// The range's pairs: free ones (no sockets) and idle ones (bound, from ended calls).
+/// The range's pairs: free ones (no sockets) and idle ones (bound, from ended calls,
+/// one queue per forwarding thread).
 pub(crate) struct Ports {
     free: PortPool,
-    idle: VecDeque<IdlePair>,
+    idle: Vec<VecDeque<IdlePair>>,
     idle_max: usize,
     /// False once the relay shut down: pairs given back are closed, not kept.
     open: bool,
@@ -48,6 +54,8 @@ pub(crate) struct BoundPair {
     pub(crate) rtp: UdpSocket,
     pub(crate) rtcp: UdpSocket,
     pub(crate) lease: PortLease,
+    /// In the poll of the thread whose idle queue it returns to (set by that thread).
+    pub(crate) registered: bool,
 }
 
 struct IdlePair {
@@ -56,12 +64,12 @@ struct IdlePair {
 }
 
 impl Ports {
-    pub(crate) fn new(min: u16, max: u16) -> Self {
+    pub(crate) fn new(min: u16, max: u16, threads: usize) -> Self {
         let free = PortPool::new(min, max);
         let idle_max = free.available().min(IDLE_MAX);
         Self {
             free,
-            idle: VecDeque::new(),
+            idle: (0..threads).map(|_| VecDeque::new()).collect(),
             idle_max,
             open: true,
         }
@@ -69,19 +77,31 @@ impl Ports {
 
     /// Pairs a call could take now (free or idle).
     pub(crate) fn available(&self) -> usize {
-        self.free.available() + self.idle.len()
+        self.free.available() + self.idle()
     }
 
     /// Pairs bound while idle.
     pub(crate) fn idle(&self) -> usize {
-        self.idle.len()
+        self.idle.iter().map(VecDeque::len).sum()
+    }
+
+    /// The thread a new call goes to: `preferred` (the least loaded), unless the free
+    /// ports cannot make a call and `preferred` has fewer idle pairs than another
+    /// thread, whose pairs the call then takes.
+    pub(crate) fn thread_for(&self, preferred: usize) -> usize {
+        if self.free.available() >= 2 || self.idle[preferred].len() >= 2 {
+            return preferred;
+        }
+        (0..self.idle.len())
+            .max_by_key(|&t| self.idle[t].len())
+            .unwrap_or(preferred)
     }
 
     /// Closes every idle pair and keeps none from now on. The sockets and leases are
     /// returned to be dropped by the caller, outside the lock (a lease locks it).
-    fn close(&mut self) -> VecDeque<IdlePair> {
+    fn close(&mut self) -> Vec<VecDeque<IdlePair>> {
         self.open = false;
-        std::mem::take(&mut self.idle)
+        self.idle.iter_mut().map(std::mem::take).collect()
     }
 }
 
@@ -113,19 +133,23 @@ impl Drop for PortLease {
 }
 
 impl BoundPair {
-    /// Gives an ended call's pair back: kept bound for the next call when there is
-    /// room, else closed (and its port freed).
-    pub(crate) fn recycle(self) {
+    /// Gives an ended call's pair back from thread `thread`: kept bound (and
+    /// registered) for that thread's next call when there is room, else closed (and
+    /// its port freed; closing also takes the sockets out of the poll). Returns
+    /// whether it was kept.
+    pub(crate) fn recycle(self, thread: usize) -> bool {
         let ports = self.lease.ports.clone();
         let mut guard = lock(&ports);
-        if guard.open && guard.idle.len() < guard.idle_max {
-            guard.idle.push_back(IdlePair {
+        if guard.open && guard.idle() < guard.idle_max {
+            guard.idle[thread].push_back(IdlePair {
                 pair: self,
                 since: Instant::now(),
             });
+            true
         } else {
             drop(guard);
             drop(self); // sockets close, then the lease frees the port
+            false
         }
     }
 
@@ -162,12 +186,14 @@ impl BoundPair {
     }
 }
 
-/// A pair for a new call: an idle one old enough, else a free port bound now, else
-/// (ports or descriptors running out) the oldest idle one. Free pairs the OS refuses (in use by
-/// another process, or privileged) are kept in `refused`; any other error is returned.
+/// A pair for a new call on thread `thread`: an idle one of that thread old enough,
+/// else a free port bound now, else (ports or descriptors running out) the thread's
+/// oldest idle one. Free pairs the OS refuses (in use by another process, or
+/// privileged) are kept in `refused`; any other error is returned.
 pub(crate) fn take_pair(
     ip: IpAddr,
     ports: &Arc<Mutex<Ports>>,
+    thread: usize,
     refused: &mut Vec<PortLease>,
 ) -> Result<BoundPair, RelayError> {
     // Set when the process has no descriptor left for a fresh pair: an idle one is
@@ -176,12 +202,11 @@ pub(crate) fn take_pair(
     loop {
         let port = {
             let mut guard = lock(ports);
-            let ripe = guard
-                .idle
+            let ripe = guard.idle[thread]
                 .front()
                 .is_some_and(|i| i.since.elapsed() >= QUARANTINE);
             if (ripe || no_descriptors || guard.free.available() == 0)
-                && let Some(idle) = guard.idle.pop_front()
+                && let Some(idle) = guard.idle[thread].pop_front()
             {
                 drop(guard);
                 // Before the port goes into an SDP: later packets are the new call's.
@@ -201,7 +226,12 @@ pub(crate) fn take_pair(
             .and_then(|rtp| Ok((rtp, bind(SocketAddr::new(ip, port + 1))?)));
         match bound {
             Ok((rtp, rtcp)) => {
-                return Ok(BoundPair { rtp, rtcp, lease });
+                return Ok(BoundPair {
+                    rtp,
+                    rtcp,
+                    lease,
+                    registered: false,
+                });
             }
             Err(e)
                 if matches!(
@@ -214,7 +244,7 @@ pub(crate) fn take_pair(
             // The lease frees the port again.
             Err(e) if out_of_descriptors(&e) && !no_descriptors => {
                 no_descriptors = true;
-                if lock(ports).idle.is_empty() {
+                if lock(ports).idle[thread].is_empty() {
                     return Err(e.into());
                 }
             }

@@ -322,6 +322,46 @@ fn an_ended_calls_ports_are_kept_bound_and_reused_clean() {
     }
 }
 
+#[test]
+fn idle_pairs_go_back_to_their_threads_calls() {
+    // Two threads, each with one call; both end. An idle pair stays registered with
+    // the poll of its thread, so each thread's next call must get that thread's pairs
+    // (the other thread would drop what arrives at them as an idle pair's).
+    let relay = start(30500, 30507, 2);
+    let first: Vec<_> = (0..2).map(|_| relay.allocate().unwrap()).collect();
+    let ports: Vec<[u16; 2]> = first
+        .iter()
+        .map(|s| [s.port(Side::A), s.port(Side::B)])
+        .collect();
+    drop(first);
+    wait_until("the idle pairs", || relay.idle_pairs() == 4);
+    assert_eq!(
+        relay.ports_available(),
+        4,
+        "every pair of the range is idle"
+    );
+    // The range is used up: the next calls can only take idle pairs, however young.
+    let again: Vec<_> = (0..2).map(|_| relay.allocate().unwrap()).collect();
+    let mut reused: Vec<[u16; 2]> = again
+        .iter()
+        .map(|s| [s.port(Side::A), s.port(Side::B)])
+        .collect();
+    reused.sort();
+    let mut expected = ports.clone();
+    expected.sort();
+    assert_eq!(
+        reused, expected,
+        "each call got the two pairs of one ended call"
+    );
+    for (i, s) in again.iter().enumerate() {
+        let (a, b) = (phone(), phone());
+        signalled(s, &a, &b);
+        crosses(&a, s.port(Side::A), &rtp(3, i as u16), &b, s.port(Side::B));
+        crosses(&b, s.port(Side::B), &rtp(4, i as u16), &a, s.port(Side::A));
+    }
+    assert!(matches!(relay.allocate(), Err(RelayError::PortsExhausted)));
+}
+
 /// The scenario of [`out_of_descriptors_an_idle_pair_is_taken`], run in a process of
 /// its own whose limit on open files is low.
 #[test]

@@ -1,9 +1,11 @@
 //! A forwarding thread: one `mio::Poll` over the sockets of the sessions it owns, their
 //! `MediaSession`s, and batched reads and sends with no allocation per packet.
 //!
-//! Each socket is registered (edge-triggered) with a token `slot * 4 + socket`, where
-//! `socket` is 0 = A's RTP, 1 = A's RTCP, 2 = B's RTP, 3 = B's RTCP, so a packet read
-//! from socket `i` leaves from socket `(i + 2) % 4`. A readable socket is read with
+//! Each socket is registered (edge-triggered) once, with its descriptor as the token,
+//! and stays registered while its pair waits idle for this thread's next call (see
+//! `socket`); `by_fd` says which session and socket a descriptor is now: `slot * 4 +
+//! socket`, where `socket` is 0 = A's RTP, 1 = A's RTCP, 2 = B's RTP, 3 = B's RTCP, so
+//! a packet read from socket `i` leaves from socket `(i + 2) % 4`. A readable socket is read with
 //! `recvmmsg` until its queue is empty, [`BATCH`] datagrams a call; the packets of one read
 //! all came to one socket and so all leave from one socket, with one `sendmmsg` (or a
 //! `send_to` when there is one). A socket that is still not empty after [`TURN`] reads
@@ -47,6 +49,10 @@ const REPUBLISH: Duration = Duration::from_millis(1);
 /// only a session's first packets can wait this long, queued in its sockets.
 const COMMAND_DELAY: Duration = Duration::from_millis(10);
 const WAKER: Token = Token(usize::MAX);
+/// `by_fd` of a descriptor registered while its pair is idle: what it reads is dropped.
+const IDLE: u32 = u32::MAX - 1;
+/// `by_fd` of a descriptor that is not this thread's.
+const NONE: u32 = u32::MAX;
 const SIDES: [Side; 2] = [Side::A, Side::B];
 
 /// RTP or RTCP: which of a call's two `MediaSession`s.
@@ -175,7 +181,9 @@ pub(crate) fn spawn(n: usize) -> io::Result<(Arc<WorkerHandle>, JoinHandle<()>)>
         .spawn(move || {
             // Built here: the batch headers hold raw pointers and stay on this thread.
             let worker = Worker {
+                index: n,
                 poll,
+                by_fd: Vec::new(),
                 commands: receiver,
                 sessions: Slab::new(),
                 ids: HashMap::new(),
@@ -213,7 +221,11 @@ impl Entry {
 }
 
 struct Worker {
+    /// This thread's number: its pairs' idle queue.
+    index: usize,
     poll: Poll,
+    /// What each registered descriptor is: `slot * 4 + socket`, [`IDLE`] or [`NONE`].
+    by_fd: Vec<u32>,
     commands: Receiver<Command>,
     sessions: Slab<Entry>,
     ids: HashMap<u64, usize>,
@@ -257,7 +269,7 @@ impl Worker {
                     WAKER => {
                         self.apply_commands();
                     }
-                    Token(t) => self.read_socket(t / 4, t % 4),
+                    Token(fd) => self.on_readable(fd),
                 }
                 if self.stop {
                     break;
@@ -273,6 +285,29 @@ impl Worker {
         }
         self.publish();
         // The sessions drop with the worker: sockets close, ports go back to the pool.
+    }
+
+    /// A registered descriptor is readable: a session's socket is read; an idle
+    /// pair's (late packets of its last call, or strangers) is emptied. Commands are
+    /// applied first, so that a pair just handed to a call reads as the call's.
+    fn on_readable(&mut self, fd: usize) {
+        self.apply_commands();
+        match self.by_fd.get(fd).copied().unwrap_or(NONE) {
+            NONE => {}
+            IDLE => self.discard(fd),
+            t => self.read_socket(t as usize / 4, t as usize % 4),
+        }
+    }
+
+    /// Drops what an idle socket received, a turn's worth at most (the rest, under a
+    /// flood, waits for the next arrival's event or the drain when a call takes it).
+    fn discard(&mut self, fd: usize) {
+        for _ in 0..TURN {
+            match self.io.recv(fd as RawFd) {
+                Ok(n) if n == BATCH => {}
+                _ => return,
+            }
+        }
     }
 
     /// Reads socket `socket` of session `slot` until it is empty or its turn ends.
@@ -374,11 +409,13 @@ impl Worker {
                 if let Some(slot) = self.ids.remove(&id) {
                     let mut entry = self.sessions.remove(slot);
                     report_lost(&mut entry, &mut self.counters);
-                    for mut pair in entry.pairs {
-                        for c in 0..2 {
-                            let _ = self.poll.registry().deregister(pair.socket_mut(c));
+                    for pair in entry.pairs {
+                        let fds = [pair.rtp.as_raw_fd(), pair.rtcp.as_raw_fd()];
+                        // Still registered: closing a socket also unregisters it.
+                        let state = if pair.recycle(self.index) { IDLE } else { NONE };
+                        for fd in fds {
+                            self.set_fd(fd, state);
                         }
-                        pair.recycle();
                     }
                 }
             }
@@ -394,24 +431,31 @@ impl Worker {
             rtcp,
             shared,
         } = new;
-        let vacant = self.sessions.vacant_entry();
-        let slot = vacant.key();
-        for i in 0..4 {
-            let pair = &mut pairs[i / 2];
-            let token = Token(slot * 4 + i);
-            if self
-                .poll
-                .registry()
-                .register(pair.socket_mut(i % 2), token, Interest::READABLE)
-                .is_err()
-            {
-                // Out of epoll watches: the session cannot forward. Its sockets close
-                // (which also unregisters them) and its ports go back; the call sees no
-                // media and times out.
-                return;
+        let slot = self.sessions.vacant_key();
+        for pair in &mut pairs {
+            for c in 0..2 {
+                let fd = pair.socket(c).as_raw_fd();
+                if !pair.registered
+                    && self
+                        .poll
+                        .registry()
+                        .register(pair.socket_mut(c), Token(fd as usize), Interest::READABLE)
+                        .is_err()
+                {
+                    // Out of epoll watches: the session cannot forward. Its sockets
+                    // close (which also unregisters them) and its ports go back; the
+                    // call sees no media and times out.
+                    return;
+                }
+            }
+            pair.registered = true;
+        }
+        for (i, pair) in pairs.iter().enumerate() {
+            for c in 0..2 {
+                self.set_fd(pair.socket(c).as_raw_fd(), (slot * 4 + i * 2 + c) as u32);
             }
         }
-        vacant.insert(Entry {
+        self.sessions.insert(Entry {
             id,
             pairs,
             media: [rtp, rtcp],
@@ -420,6 +464,14 @@ impl Worker {
             lost_reported: [0; 2],
         });
         self.ids.insert(id, slot);
+    }
+
+    fn set_fd(&mut self, fd: RawFd, state: u32) {
+        let fd = fd as usize;
+        if self.by_fd.len() <= fd {
+            self.by_fd.resize(fd + 1, NONE);
+        }
+        self.by_fd[fd] = state;
     }
 
     fn change(&mut self, id: u64, f: impl FnOnce(&mut Entry)) {
