@@ -65,6 +65,13 @@ impl Parsed {
         self.0.as_deref()
     }
 
+    /// Takes the kept Vias of `header` out, when no clone of the message shares them.
+    pub(crate) fn take_via(&mut self, header: &str) -> Option<Vec<Via>> {
+        let headers = Arc::get_mut(self.0.as_mut()?)?;
+        headers.via.as_ref()?.of(header)?;
+        headers.via.take().map(|t| t.value)
+    }
+
     pub(crate) fn make_mut(&mut self) -> &mut ParsedHeaders {
         Arc::make_mut(self.0.get_or_insert_with(Default::default))
     }

@@ -142,11 +142,14 @@ fn stamp_via(req: &mut Message, flow: &Flow) -> Option<Flow> {
     let rport = top.wants_rport();
     let mut port = top.port.unwrap_or(5060);
     if top.host.ip() != Some(src) || rport {
+        // Formatted on the stack: this runs for nearly every request.
+        let (mut ip, mut port_text) = ([0u8; 64], [0u8; 8]);
+        let received = display_in(&mut ip, src);
+        let remote_port = display_in(&mut port_text, flow.remote.port());
         req.edit_top_via(|top| {
-            top.params.set("received", Some(&src.to_string()));
+            top.params.set("received", Some(received));
             if rport {
-                top.params
-                    .set("rport", Some(&flow.remote.port().to_string()));
+                top.params.set("rport", Some(remote_port));
             }
         })
         .ok()?;
@@ -159,6 +162,15 @@ fn stamp_via(req: &mut Message, flow: &Flow) -> Option<Flow> {
         reply.remote = SocketAddr::new(src, port);
     }
     Some(reply)
+}
+
+/// `value` written into `buf` (which must be large enough for it).
+fn display_in(buf: &mut [u8], value: impl std::fmt::Display) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut *buf);
+    let _ = write!(cursor, "{value}");
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
 /// A response built from the raw lines of a message that did not parse: possible when
@@ -229,6 +241,7 @@ pub fn error_reply(data: &[u8], code: u16, why: &str) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SipTransport;
 
     #[test]
     fn error_replies_carry_the_reason() {
@@ -247,5 +260,45 @@ mod tests {
         assert!(reply.contains("To: \"open <sip:a@b>;tag=e"), "{reply}");
         assert!(error_reply(b"garbage", 400, "x").is_none());
         assert!(error_reply(b"SIP/2.0 200 OK\r\nVia: a\r\n\r\n", 400, "x").is_none());
+    }
+
+    #[test]
+    fn the_top_via_gets_received_and_rport_and_the_reply_goes_to_the_source() {
+        let raw = "INVITE sip:a@b SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 10.0.0.1:5062;rport;branch=z9hG4bK1, SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK2\r\n\
+            From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+            Content-Length: 0\r\n\r\n";
+        let flow = |remote: &str| Flow {
+            transport: SipTransport::Udp,
+            local: "192.0.2.1:5060".parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            conn: None,
+        };
+        for (remote, received) in [
+            ("198.51.100.7:40000", "198.51.100.7"),
+            ("[2001:db8::7]:40000", "2001:db8::7"),
+        ] {
+            let mut req = parse_datagram(Bytes::from(raw)).unwrap();
+            let reply = stamp_via(&mut req, &flow(remote)).unwrap();
+            assert_eq!(reply.remote, remote.parse::<SocketAddr>().unwrap());
+            let top = req.top_via().unwrap();
+            assert_eq!(top.params.get("received"), Some(received));
+            assert_eq!(top.params.get("rport"), Some("40000"));
+            assert_eq!(top.branch(), Some("z9hG4bK1"));
+            let vias = req.header_values(&HeaderName::Via).next().unwrap();
+            assert!(
+                vias.ends_with(", SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK2"),
+                "{vias}"
+            );
+        }
+        // Without rport the reply goes to the source IP and the Via's port.
+        let plain = raw.replace(";rport", "");
+        let mut req = parse_datagram(Bytes::from(plain)).unwrap();
+        let reply = stamp_via(&mut req, &flow("198.51.100.7:40000")).unwrap();
+        assert_eq!(
+            reply.remote,
+            "198.51.100.7:5062".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(req.top_via().unwrap().params.get("rport"), None);
     }
 }
