@@ -74,6 +74,31 @@ impl Via {
         s
     }
 
+    /// A 64-bit digest of [`Self::sent_by`], made without building the string:
+    /// transactions compare sent-bys by it (each request and response has one). The
+    /// seed is fixed, so equal sent-bys give equal digests in any process.
+    pub fn sent_by_digest(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = foldhash::fast::FixedState::with_seed(0x5b0a_7d1e).build_hasher();
+        match &self.host {
+            Host::Domain(d) => {
+                for b in d.bytes() {
+                    h.write_u8(b.to_ascii_lowercase());
+                }
+            }
+            ip => {
+                use std::io::Write as _;
+                let mut buf = [0u8; 64];
+                let mut cursor = std::io::Cursor::new(&mut buf[..]);
+                let _ = write!(cursor, "{ip}");
+                let len = cursor.position() as usize;
+                h.write(&buf[..len]);
+            }
+        }
+        h.write_u32(self.port.map_or(u32::MAX, u32::from));
+        h.finish()
+    }
+
     /// One `via-parm`: `SIP / 2.0 / UDP host[:port] *(;param)`, whitespace allowed
     /// around the slashes.
     pub fn parse(s: &str) -> Result<Self, String> {

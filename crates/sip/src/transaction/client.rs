@@ -28,9 +28,11 @@ pub struct ClientTransaction {
     timeout: Option<Instant>,
     /// The ACK of a non-2xx final response, sent again for each retransmission of it.
     ack: Option<Message>,
-    /// Our top Via's sent-by, lowercased: responses carrying another are not ours
-    /// (§18.1.2).
-    sent_by: String,
+    /// Our top Via's sent-by ([`Via::sent_by_digest`]): responses carrying another
+    /// are not ours (§18.1.2).
+    ///
+    /// [`Via::sent_by_digest`]: crate::header::Via::sent_by_digest
+    sent_by: u64,
 }
 
 impl ClientTransaction {
@@ -51,7 +53,7 @@ impl ClientTransaction {
             return Err(TransactionError::MethodMismatch);
         }
         // The ACK and CANCEL builders need these; refuse now rather than fail later.
-        let sent_by = request.top_via()?.sent_by();
+        let sent_by = request.top_via()?.sent_by_digest();
         request.call_id()?;
         request.from_addr()?;
         request.to_addr()?;
@@ -94,9 +96,10 @@ impl ClientTransaction {
         &self.request
     }
 
-    /// Whether `sent_by` (of a response's top Via) is the one we put in the request.
-    pub(crate) fn sent_by_matches(&self, sent_by: &str) -> bool {
-        self.sent_by.eq_ignore_ascii_case(sent_by)
+    /// Whether `sent_by` (the digest of a response's top Via) is the one we put in
+    /// the request.
+    pub(crate) fn sent_by_matches(&self, sent_by: u64) -> bool {
+        self.sent_by == sent_by
     }
 
     /// A response matched to this transaction. Responses the state does not expect

@@ -1,5 +1,7 @@
 //! Matching messages to transactions (RFC 3261 §17.1.3, §17.2.3).
 
+use compact_str::CompactString;
+
 use crate::header::Via;
 use crate::message::Message;
 use crate::method::Method;
@@ -28,11 +30,19 @@ pub struct TransactionKey {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Id {
-    /// Branch and sent-by, lowercased: §7.3.1 makes parameter values and hosts
-    /// case-insensitive. Client keys leave sent-by empty (it is our own).
+    /// Branch, lowercased (§7.3.1 makes parameter values case-insensitive), and the
+    /// digest of the lowercased sent-by ([`Via::sent_by_digest`]). Client keys leave
+    /// sent-by 0 (it is our own).
+    ///
+    /// The branch is a `CompactString`: up to 24 bytes (ours, and most phones') it
+    /// lives inline, so making, cloning and comparing keys allocates nothing; a key
+    /// is made for every message and cloned into the layer's map, its deadline index
+    /// and the engine's, which had made keys a tenth of a call's allocations. The
+    /// sent-by only tells apart clients that chose the same branch (the branch is
+    /// meant to be unique by itself), for which 64 bits are plenty.
     Branch {
-        branch: String,
-        sent_by: String,
+        branch: CompactString,
+        sent_by: u64,
     },
     Rfc2543(Box<Rfc2543>),
 }
@@ -66,8 +76,8 @@ impl TransactionKey {
         let via = request.top_via()?;
         let id = if via.has_rfc3261_branch() {
             Id::Branch {
-                branch: via.branch().unwrap_or_default().to_ascii_lowercase(),
-                sent_by: via.sent_by(),
+                branch: lowercase(via.branch().unwrap_or_default()),
+                sent_by: via.sent_by_digest(),
             }
         } else {
             Id::Rfc2543(Box::new(rfc2543(request, &via, &method)?))
@@ -83,11 +93,12 @@ impl TransactionKey {
     /// response belongs to: top Via branch and CSeq method. Fails without an RFC 3261
     /// branch, which every request we send has.
     pub fn client(message: &Message) -> Result<Self, TransactionError> {
-        Self::client_and_via(message).map(|(key, _)| key)
+        Self::client_and_sent_by(message).map(|(key, _)| key)
     }
 
-    /// [`Self::client`] and the top Via it came from (parsed once per response).
-    pub(crate) fn client_and_via(message: &Message) -> Result<(Self, Via), TransactionError> {
+    /// [`Self::client`] and the sent-by digest of the top Via it came from (parsed
+    /// once per response).
+    pub(crate) fn client_and_sent_by(message: &Message) -> Result<(Self, u64), TransactionError> {
         let via = message.top_via()?;
         let cseq = message.cseq()?;
         if !via.has_rfc3261_branch() {
@@ -97,11 +108,11 @@ impl TransactionKey {
             side: Side::Client,
             method: cseq.method,
             id: Id::Branch {
-                branch: via.branch().unwrap_or_default().to_ascii_lowercase(),
-                sent_by: String::new(),
+                branch: lowercase(via.branch().unwrap_or_default()),
+                sent_by: 0,
             },
         };
-        Ok((key, via.into_owned()))
+        Ok((key, via.sent_by_digest()))
     }
 
     /// The key of the INVITE server transaction a received CANCEL targets (§9.2:
@@ -140,6 +151,12 @@ impl TransactionKey {
     pub fn is_rfc2543(&self) -> bool {
         matches!(self.id, Id::Rfc2543(_))
     }
+}
+
+fn lowercase(s: &str) -> CompactString {
+    let mut out = CompactString::from(s);
+    out.make_ascii_lowercase();
+    out
 }
 
 fn rfc2543(request: &Message, via: &Via, method: &Method) -> Result<Rfc2543, TransactionError> {

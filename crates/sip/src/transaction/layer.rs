@@ -242,14 +242,14 @@ impl TransactionLayer {
         now: Instant,
     ) -> Option<(TransactionKey, Vec<Output>)> {
         response.code()?;
-        let (key, via) = TransactionKey::client_and_via(&response).ok()?;
+        let (key, sent_by) = TransactionKey::client_and_sent_by(&response).ok()?;
         let Some(Entry {
             tx: Tx::Client(tx), ..
         }) = self.entries.get_mut(&key)
         else {
             return None;
         };
-        if !tx.sent_by_matches(&via.sent_by()) {
+        if !tx.sent_by_matches(sent_by) {
             return None;
         }
         let out = tx.on_response(response, now);

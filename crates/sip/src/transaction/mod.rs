@@ -135,12 +135,14 @@ impl fmt::Display for TransactionError {
 
 impl std::error::Error for TransactionError {}
 
-/// An RFC 3261 branch (`z9hG4bK` + 32 hex digits) derived from `seed`. The crate
+/// An RFC 3261 branch (`z9hG4bK` + 16 hex digits) derived from `seed`. The crate
 /// has no randomness: the caller passes random bytes, or a secret plus a counter.
-/// Equal seeds give equal branches, so seeds must be unique.
+/// Equal seeds give equal branches, so seeds must be unique. 64 bits keep the
+/// branches of the transactions alive at once apart, and 23 characters fit a
+/// transaction key's inline string (see `key`).
 pub fn branch_from(seed: &[u8]) -> String {
     let digest = Sha256::digest(seed);
-    format!("{BRANCH_COOKIE}{}", hex::encode(&digest[..16]))
+    format!("{BRANCH_COOKIE}{}", hex::encode(&digest[..8]))
 }
 
 #[cfg(test)]
@@ -153,7 +155,7 @@ mod tests {
         let a = branch_from(b"seed-1");
         assert_eq!(a, branch_from(b"seed-1"));
         assert_ne!(a, branch_from(b"seed-2"));
-        assert_eq!(a.len(), 7 + 32);
+        assert_eq!(a.len(), 7 + 16);
         let via = Via::parse(&format!("SIP/2.0/UDP h;branch={a}")).unwrap();
         assert!(via.has_rfc3261_branch());
     }

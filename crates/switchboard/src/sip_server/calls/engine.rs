@@ -569,7 +569,7 @@ fn answer_body(
     };
     match call.media.as_mut() {
         Some(media) if call::is_sdp(&content_type) => {
-            let (anchored, _) = media.relay_sdp(Leg::B, &body, towards, call.offer_sdp.as_ref())?;
+            let anchored = media.relay_sdp(Leg::B, &body, towards, call.offer_sdp.as_ref())?;
             Ok(Some((content_type, anchored)))
         }
         _ => Ok(Some((content_type, body))),

@@ -73,10 +73,33 @@ impl Media {
         body: &[u8],
         towards: IpAddr,
         offer: Option<&SessionDescription>,
+    ) -> Result<Bytes, Unusable> {
+        let sdp = parse(body)?;
+        self.relay(from, body, sdp, towards, offer)
+    }
+
+    /// [`Self::relay_sdp`] of an offer whose answer is to be cut to it: also returns
+    /// the offer as the phone sent it. (Only then is the parsed SDP copied before it
+    /// is rewritten: two copies per call were a tenth of its allocations.)
+    pub fn relay_offer(
+        &mut self,
+        from: Leg,
+        body: &[u8],
+        towards: IpAddr,
     ) -> Result<(Bytes, SessionDescription), Unusable> {
-        let original =
-            SessionDescription::parse_bytes(body).map_err(|e| Unusable(format!("Bad SDP: {e}")))?;
-        let mut sdp = original.clone();
+        let original = parse(body)?;
+        let anchored = self.relay(from, body, original.clone(), towards, None)?;
+        Ok((anchored, original))
+    }
+
+    fn relay(
+        &mut self,
+        from: Leg,
+        body: &[u8],
+        mut sdp: SessionDescription,
+        towards: IpAddr,
+        offer: Option<&SessionDescription>,
+    ) -> Result<Bytes, Unusable> {
         let stream = sdp
             .media
             .iter()
@@ -118,8 +141,12 @@ impl Media {
         let mut ports = vec![0u16; sdp.media.len()];
         ports[stream] = self.session.port(side(from.other()));
         sdp.anchor(towards, &ports);
-        Ok((Bytes::from(sdp.to_string()), original))
+        Ok(Bytes::from(sdp.to_string()))
     }
+}
+
+fn parse(body: &[u8]) -> Result<SessionDescription, Unusable> {
+    SessionDescription::parse_bytes(body).map_err(|e| Unusable(format!("Bad SDP: {e}")))
 }
 
 #[cfg(test)]
@@ -161,9 +188,13 @@ mod tests {
     fn an_offer_leaves_pointed_at_the_port_facing_the_other_phone() {
         let relay = relay();
         let mut media = Media::new(relay.allocate().unwrap());
-        let (out, _) = media
-            .relay_sdp(Leg::A, sdp(4000, "0 8 101", "").as_bytes(), PBX, None)
-            .unwrap();
+        let offer = sdp(4000, "0 8 101", "");
+        let (out, original) = media.relay_offer(Leg::A, offer.as_bytes(), PBX).unwrap();
+        assert_eq!(
+            original,
+            SessionDescription::parse(&offer).unwrap(),
+            "as sent"
+        );
         let out = SessionDescription::parse_bytes(&out).unwrap();
         assert_eq!(
             out.media_address(0),
@@ -180,7 +211,7 @@ mod tests {
         let offer = SessionDescription::parse(&sdp(4000, "0 101", "")).unwrap();
         // The answer names PCMA, which was not offered: only PCMU and events remain.
         let answer = sdp(5000, "8 0 101", "a=sendonly\r\n");
-        let (out, _) = media
+        let out = media
             .relay_sdp(Leg::B, answer.as_bytes(), PBX, Some(&offer))
             .unwrap();
         let out = SessionDescription::parse_bytes(&out).unwrap();

@@ -109,7 +109,7 @@ impl Engine {
         if let (Some(media), Some((content_type, sdp))) = (call.media.as_mut(), &body)
             && call::is_sdp(content_type)
         {
-            match media.relay_sdp(from, sdp, towards, None) {
+            match media.relay_offer(from, sdp, towards) {
                 Ok((anchored, original)) => {
                     body = Some((content_type.clone(), anchored));
                     offer = Some(Box::new(original));
@@ -198,7 +198,7 @@ impl Engine {
             && call::is_sdp(content_type)
         {
             match media.relay_sdp(to, sdp, towards, offer) {
-                Ok((anchored, _)) => body = Some((content_type.clone(), anchored)),
+                Ok(anchored) => body = Some((content_type.clone(), anchored)),
                 Err(Unusable(why)) => {
                     tracing::info!(call = %call.uuid, %why, "an answer the relay cannot take");
                     code = 488;
@@ -257,7 +257,7 @@ impl Engine {
         let body = match (call.media.as_mut(), call::body_of(a_ack)) {
             (Some(media), Some((content_type, sdp))) if call::is_sdp(&content_type) => {
                 match media.relay_sdp(Leg::A, &sdp, towards, call.offer_sdp.as_ref()) {
-                    Ok((anchored, _)) => Some((content_type, anchored)),
+                    Ok(anchored) => Some((content_type, anchored)),
                     Err(Unusable(why)) => {
                         // Leg B gets an ACK without an answer and may hang up.
                         tracing::info!(call = %call.uuid, why, "unusable answer in an ACK");

@@ -250,7 +250,7 @@ impl Engine {
                     let body = match (call.media.as_mut(), &call.offer) {
                         (Some(media), Some((content_type, offer))) => {
                             match media.relay_sdp(Leg::A, offer, towards, None) {
-                                Ok((sdp, _)) => Some((content_type.clone(), sdp)),
+                                Ok(sdp) => Some((content_type.clone(), sdp)),
                                 Err(Unusable(why)) => {
                                     self.fail(id, 488, &why, Disposition::Failed, now);
                                     return;

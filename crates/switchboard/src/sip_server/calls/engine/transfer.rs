@@ -163,7 +163,7 @@ impl Engine {
             let Some(sdp) = media.last_sdp[usize::from(stays == Leg::B)].clone() else {
                 break;
             };
-            let Ok((offer, _)) = media.relay_sdp(stays, &sdp, towards, None) else {
+            let Ok(offer) = media.relay_sdp(stays, &sdp, towards, None) else {
                 break;
             };
             let origin = Origin {
@@ -444,7 +444,7 @@ impl Engine {
         let offer = media.last_sdp[usize::from(stays == Leg::B)]
             .clone()
             .and_then(|sdp| media.relay_sdp(stays, &sdp, towards, None).ok());
-        let Some((offer, _)) = offer else {
+        let Some(offer) = offer else {
             self.notify(id, by, 488, "Not Acceptable Here", true, now);
             return;
         };
