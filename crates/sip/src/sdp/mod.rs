@@ -33,6 +33,8 @@ mod tests;
 use std::fmt;
 use std::net::IpAddr;
 
+use compact_str::CompactString;
+
 pub use attrs::{Direction, Fmtp, Rtcp, Rtpmap};
 pub use parse::{MAX_ATTRIBUTES, MAX_INPUT_LEN, MAX_MEDIA};
 
@@ -83,7 +85,7 @@ pub struct SessionDescription {
     /// `o=`.
     pub origin: Origin,
     /// `s=`; may be empty or `"-"`/`" "` (kept verbatim).
-    pub session_name: String,
+    pub session_name: CompactString,
     /// `i=`.
     pub info: Option<String>,
     /// `u=`.
@@ -112,23 +114,23 @@ pub struct SessionDescription {
 /// `o=<username> <sess-id> <sess-version> <nettype> <addrtype> <unicast-address>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    pub username: String,
+    pub username: CompactString,
     /// Kept as text: ids in the wild exceed 64 bits.
-    pub session_id: String,
+    pub session_id: CompactString,
     /// Kept as text for the same reason; see [`Origin::increment_version`].
-    pub session_version: String,
-    pub net_type: String,
-    pub addr_type: String,
-    pub address: String,
+    pub session_version: CompactString,
+    pub net_type: CompactString,
+    pub addr_type: CompactString,
+    pub address: CompactString,
 }
 
 /// `c=<nettype> <addrtype> <connection-address>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
-    pub net_type: String,
-    pub addr_type: String,
+    pub net_type: CompactString,
+    pub addr_type: CompactString,
     /// IPv4/IPv6 address or FQDN, possibly with `/ttl[/count]` (multicast).
-    pub address: String,
+    pub address: CompactString,
 }
 
 /// `b=<bwtype>:<bandwidth>`.
@@ -151,24 +153,24 @@ pub struct Timing {
 /// `a=<name>` (property attribute) or `a=<name>:<value>` (value attribute).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
-    pub name: String,
+    pub name: CompactString,
     /// `None` for a property attribute; `Some("")` for `a=name:` (kept distinct).
-    pub value: Option<String>,
+    pub value: Option<CompactString>,
 }
 
 /// One `m=` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaDescription {
     /// `audio`, `video`, `text`, `application`, `message`, …
-    pub media: String,
+    pub media: CompactString,
     pub port: u16,
     /// The `/<number of ports>` of `m=<media> <port>/<n> …`.
     pub num_ports: Option<u16>,
     /// `RTP/AVP`, `RTP/SAVP`, `UDP/TLS/RTP/SAVPF`, `udp`, …
-    pub proto: String,
+    pub proto: CompactString,
     /// Payload types for RTP (`"0"`, `"101"`), other tokens otherwise. Never empty in
     /// a parsed description.
-    pub formats: Vec<String>,
+    pub formats: Vec<CompactString>,
     /// `i=`.
     pub info: Option<String>,
     /// Media-level `c=`; see [`SessionDescription::connection_for`].
@@ -181,7 +183,7 @@ pub struct MediaDescription {
 
 impl SessionDescription {
     /// A minimal description: `v=0`, the given origin and name, `t=0 0`, no media.
-    pub fn new(origin: Origin, session_name: impl Into<String>) -> Self {
+    pub fn new(origin: Origin, session_name: impl Into<CompactString>) -> Self {
         Self {
             version: 0,
             origin,
@@ -283,9 +285,9 @@ impl SessionDescription {
 impl Origin {
     /// Origin with an `IN IP4`/`IN IP6` address.
     pub fn new(
-        username: impl Into<String>,
-        session_id: impl Into<String>,
-        session_version: impl Into<String>,
+        username: impl Into<CompactString>,
+        session_id: impl Into<CompactString>,
+        session_version: impl Into<CompactString>,
         address: IpAddr,
     ) -> Self {
         let connection = Connection::from(address);
@@ -307,7 +309,7 @@ impl Origin {
         if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
             return false;
         }
-        let mut digits = v.clone().into_bytes();
+        let mut digits = v.as_bytes().to_vec();
         let mut i = digits.len();
         loop {
             if i == 0 {
@@ -357,14 +359,14 @@ impl From<IpAddr> for Connection {
         Self {
             net_type: "IN".into(),
             addr_type: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
-            address: ip.to_string(),
+            address: compact_str::format_compact!("{ip}"),
         }
     }
 }
 
 impl Attribute {
     /// A property attribute, `a=<name>`.
-    pub fn flag(name: impl Into<String>) -> Self {
+    pub fn flag(name: impl Into<CompactString>) -> Self {
         Self {
             name: name.into(),
             value: None,
@@ -372,7 +374,7 @@ impl Attribute {
     }
 
     /// A value attribute, `a=<name>:<value>`.
-    pub fn with_value(name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_value(name: impl Into<CompactString>, value: impl Into<CompactString>) -> Self {
         Self {
             name: name.into(),
             value: Some(value.into()),
@@ -383,10 +385,10 @@ impl Attribute {
 impl MediaDescription {
     /// A section with no optional lines.
     pub fn new(
-        media: impl Into<String>,
+        media: impl Into<CompactString>,
         port: u16,
-        proto: impl Into<String>,
-        formats: Vec<String>,
+        proto: impl Into<CompactString>,
+        formats: Vec<CompactString>,
     ) -> Self {
         Self {
             media: media.into(),

@@ -6,6 +6,7 @@
 //! blank lines, runs of spaces/tabs between tokens, `z=` either inside the time
 //! descriptions (RFC 8866) or after them (RFC 4566).
 
+use compact_str::CompactString;
 use std::str::FromStr;
 
 use super::{
@@ -98,7 +99,7 @@ pub(super) fn parse(text: &str) -> Result<SessionDescription, SdpError> {
     let origin = origin(o.value).map_err(|e| o.error(e))?;
     let s = expect(&mut lines, b's', "session name", 2)?;
     // Kept verbatim, empty included: RFC 8866 wants "s= " but phones send "s=".
-    let session_name = s.value.to_owned();
+    let session_name = s.value.into();
 
     let mut sd = SessionDescription {
         version,
@@ -287,7 +288,7 @@ fn push_attribute(
         )));
     }
     let (name, value) = match line.value.split_once(':') {
-        Some((name, value)) => (name, Some(value.to_owned())),
+        Some((name, value)) => (name, Some(CompactString::from(value))),
         None => (line.value, None),
     };
     if name.is_empty() {
@@ -298,7 +299,7 @@ fn push_attribute(
             .map_err(|e| line.error(format!("bad rtpmap: {e}")))?;
     }
     attributes.push(Attribute {
-        name: name.to_owned(),
+        name: name.into(),
         value,
     });
     Ok(())
@@ -375,7 +376,7 @@ fn media_line(line: &Line<'_>) -> Result<MediaDescription, SdpError> {
     let proto = tokens
         .next()
         .ok_or_else(|| line.error("missing transport protocol"))?;
-    let formats: Vec<String> = tokens.map(str::to_owned).collect();
+    let formats: Vec<CompactString> = tokens.map(CompactString::from).collect();
     if formats.is_empty() {
         return Err(line.error("no media formats"));
     }

@@ -19,9 +19,9 @@ fn text() -> impl Strategy<Value = String> {
 
 fn connection() -> impl Strategy<Value = Connection> {
     (token(), token(), token()).prop_map(|(net_type, addr_type, address)| Connection {
-        net_type,
-        addr_type,
-        address,
+        net_type: net_type.into(),
+        addr_type: addr_type.into(),
+        address: address.into(),
     })
 }
 
@@ -36,7 +36,10 @@ fn attribute() -> impl Strategy<Value = Attribute> {
         .prop_filter("rtpmap values are generated separately", |(name, _)| {
             name != "rtpmap"
         })
-        .prop_map(|(name, value)| Attribute { name, value })
+        .prop_map(|(name, value)| Attribute {
+            name: name.into(),
+            value: value.map(Into::into),
+        })
 }
 
 fn rtpmap() -> impl Strategy<Value = Attribute> {
@@ -77,11 +80,11 @@ fn media() -> impl Strategy<Value = MediaDescription> {
                 attributes,
             )| {
                 MediaDescription {
-                    media,
+                    media: media.into(),
                     port,
                     num_ports,
-                    proto,
-                    formats,
+                    proto: proto.into(),
+                    formats: formats.into_iter().map(Into::into).collect(),
                     info,
                     connection,
                     bandwidths,
@@ -95,12 +98,12 @@ fn media() -> impl Strategy<Value = MediaDescription> {
 fn session() -> impl Strategy<Value = SessionDescription> {
     let origin = (token(), token(), token(), token(), token(), token()).prop_map(
         |(username, session_id, session_version, net_type, addr_type, address)| Origin {
-            username,
-            session_id,
-            session_version,
-            net_type,
-            addr_type,
-            address,
+            username: username.into(),
+            session_id: session_id.into(),
+            session_version: session_version.into(),
+            net_type: net_type.into(),
+            addr_type: addr_type.into(),
+            address: address.into(),
         },
     );
     let timing =
@@ -136,7 +139,7 @@ fn session() -> impl Strategy<Value = SessionDescription> {
                 SessionDescription {
                     version,
                     origin,
-                    session_name,
+                    session_name: session_name.into(),
                     info,
                     uri,
                     emails,

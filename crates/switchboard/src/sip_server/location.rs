@@ -156,8 +156,10 @@ impl Location {
     fn take_expired(&self, now: Timestamp) -> Vec<(String, Binding)> {
         let mut out = Vec::new();
         for mut entry in self.bindings.iter_mut() {
-            let ext = entry.key().clone();
-            entry.value_mut().retain(|b| {
+            // The extension is copied only for a binding that expired: the sweep visits
+            // every registered extension every few seconds.
+            let (ext, bindings) = entry.pair_mut();
+            bindings.retain(|b| {
                 if b.expires_at <= now {
                     out.push((ext.clone(), b.clone()));
                     false
