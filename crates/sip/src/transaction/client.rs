@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::header::HeaderName;
 use crate::message::Message;
 use crate::method::Method;
@@ -26,8 +28,10 @@ pub struct ClientTransaction {
     /// The state's other timer: B or F (no final response), D or K (absorbing
     /// retransmitted finals) or M (Accepted).
     timeout: Option<Instant>,
+    /// The request as sent, for its retransmissions (until a response ends them).
+    wire: Option<Bytes>,
     /// The ACK of a non-2xx final response, sent again for each retransmission of it.
-    ack: Option<Message>,
+    ack: Option<Bytes>,
     /// Our top Via's sent-by ([`Via::sent_by_digest`]): responses carrying another
     /// are not ours (§18.1.2).
     ///
@@ -76,11 +80,16 @@ impl ClientTransaction {
             interval: timers.t1,
             timeout: after(now, timeout),
             ack: None,
+            wire: None,
             sent_by,
             request,
         };
-        let first = Output::Send(tx.request.clone());
-        Ok((tx, vec![first]))
+        let mut tx = tx;
+        let wire = tx.request.to_bytes();
+        if !reliable {
+            tx.wire = Some(wire.clone());
+        }
+        Ok((tx, vec![Output::Send(wire)]))
     }
 
     pub fn state(&self) -> State {
@@ -121,13 +130,13 @@ impl ClientTransaction {
                 // No more retransmissions, and Timer B only guards Calling: from here
                 // the TU decides how long to wait (Timer C, CANCEL).
                 self.state = State::Proceeding;
-                self.retransmit = None;
+                self.stop_retransmitting();
                 self.timeout = None;
                 vec![Output::Deliver(response)]
             }
             (State::Calling | State::Proceeding, 200..=299) => {
                 self.state = State::Accepted;
-                self.retransmit = None;
+                self.stop_retransmitting();
                 // Never sent again (the TU ACKs the 2xx): see `Message::skeleton`.
                 self.request = self.request.skeleton();
                 self.timeout = after(now, self.timers.m());
@@ -135,8 +144,10 @@ impl ClientTransaction {
             }
             (State::Calling | State::Proceeding, _) => {
                 self.state = State::Completed;
-                self.retransmit = None;
-                self.ack = ack_for(&self.request, &response).ok();
+                self.stop_retransmitting();
+                self.ack = ack_for(&self.request, &response)
+                    .ok()
+                    .map(|ack| ack.to_bytes());
                 self.request = self.request.skeleton();
                 let mut out: Vec<Output> = self.ack.iter().cloned().map(Output::Send).collect();
                 out.push(Output::Deliver(response));
@@ -161,7 +172,7 @@ impl ClientTransaction {
             }
             (State::Trying | State::Proceeding, _) => {
                 self.state = State::Completed;
-                self.retransmit = None;
+                self.stop_retransmitting();
                 self.request = self.request.skeleton();
                 let mut out = vec![Output::Deliver(response)];
                 self.wait_then_end(self.timers.k(self.reliable), now, &mut out);
@@ -169,6 +180,11 @@ impl ClientTransaction {
             }
             _ => Vec::new(),
         }
+    }
+
+    fn stop_retransmitting(&mut self) {
+        self.retransmit = None;
+        self.wire = None;
     }
 
     /// Starts Timer D or K, or ends at once when it is zero (reliable transports).
@@ -182,7 +198,7 @@ impl ClientTransaction {
 
     fn terminate(&mut self, out: &mut Vec<Output>) {
         self.state = State::Terminated;
-        self.retransmit = None;
+        self.stop_retransmitting();
         self.timeout = None;
         out.push(Output::Terminated);
     }
@@ -213,7 +229,7 @@ impl ClientTransaction {
             self.terminate(&mut out);
         }
         if self.retransmit.is_some_and(|t| t <= now) {
-            out.push(Output::Send(self.request.clone()));
+            out.extend(self.wire.iter().cloned().map(Output::Send));
             self.interval = match (self.invite, self.state) {
                 // Timer A doubles without a cap.
                 (true, _) => self.interval.saturating_mul(2),
@@ -297,7 +313,7 @@ mod tests {
     fn start(req: Message, reliable: bool, now: Instant) -> ClientTransaction {
         let (tx, out) =
             ClientTransaction::new(req.clone(), reliable, Timers::default(), now).unwrap();
-        assert_eq!(out, vec![Output::Send(req)]);
+        assert_eq!(out, vec![Output::Send(req.to_bytes())]);
         tx
     }
 
@@ -355,7 +371,7 @@ mod tests {
         // A: 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s (no cap at T2); B at 64·T1 = 32 s.
         assert_eq!(times, [500, 1500, 3500, 7500, 15500, 31500, 32000]);
         for (_, out) in &fired[..6] {
-            assert_eq!(out, &vec![Output::Send(invite())]);
+            assert_eq!(out, &vec![Output::Send(invite().to_bytes())]);
         }
         assert_eq!(fired[6].1, vec![Output::TimedOut, Output::Terminated]);
         assert_eq!(tx.state(), State::Terminated);
@@ -424,7 +440,7 @@ mod tests {
         assert!(ack.check_syntax().is_ok());
         // A retransmitted final: the ACK again, nothing to the TU.
         let out = tx.on_response(busy.clone(), t0 + ms(2000));
-        assert_eq!(out, vec![Output::Send(ack.clone())]);
+        assert_eq!(out, vec![Output::Send(ack.to_bytes())]);
         // Other responses are absorbed.
         assert!(
             tx.on_response(response(&invite(), 200, Some("b2")), t0 + ms(2100))
@@ -508,7 +524,7 @@ mod tests {
         assert!(
             fired[..10]
                 .iter()
-                .all(|(_, o)| o == &vec![Output::Send(options())])
+                .all(|(_, o)| o == &vec![Output::Send(options().to_bytes())])
         );
         assert_eq!(fired[10].1, vec![Output::TimedOut, Output::Terminated]);
     }

@@ -340,13 +340,13 @@ impl TransactionLayer {
 
 /// §17.2.3 for RFC 2543: the ACK must also carry the To tag of our final response.
 fn rfc2543_ack_matches(tx: &ServerTransaction, ack: &Message) -> bool {
-    let Some(last) = tx.final_response() else {
+    let Some(tag) = tx.final_tag() else {
         // No non-2xx final yet (Proceeding, or Accepted where RFC 6026 passes
         // ACKs to the TU anyway): the key match suffices.
         return true;
     };
-    let tag = |m: &Message| m.to_addr().ok().and_then(|a| a.tag().map(str::to_owned));
-    tag(last) == tag(ack)
+    let ack_tag = ack.to_addr().ok();
+    tag == ack_tag.as_ref().and_then(|a| a.tag())
 }
 
 #[cfg(test)]
@@ -405,14 +405,14 @@ mod tests {
         let ok = response(&bye, 200, None);
         assert_eq!(
             l.respond(&key, ok.clone(), t0 + ms(600)),
-            vec![Output::Send(ok.clone())]
+            vec![Output::Send(ok.to_bytes())]
         );
         // Then the last response is re-sent.
         assert_eq!(
             l.on_request(bye.clone(), false, t0 + ms(1500)).unwrap(),
             Incoming::Matched {
                 key: key.clone(),
-                outputs: vec![Output::Send(ok.clone())]
+                outputs: vec![Output::Send(ok.to_bytes())]
             }
         );
         assert_eq!(l.poll_timeout(), Some(t0 + ms(32_600)));
@@ -518,7 +518,7 @@ mod tests {
             l.on_request(cancel, false, t0 + ms(600)).unwrap(),
             Incoming::Matched {
                 key,
-                outputs: vec![Output::Send(ok)]
+                outputs: vec![Output::Send(ok.to_bytes())]
             }
         );
         // A CANCEL for an unknown INVITE.
@@ -552,7 +552,7 @@ mod tests {
             l.on_request(inv.clone(), false, t0 + ms(500)).unwrap(),
             Incoming::Matched {
                 key: key.clone(),
-                outputs: vec![Output::Send(busy)]
+                outputs: vec![Output::Send(busy.to_bytes())]
             }
         );
         let ack_with = |tag: &str| {
@@ -613,7 +613,7 @@ mod tests {
         let branch = branch_from(b"call 1");
         let req = request("OPTIONS", &branch, 1, None);
         let (key, out) = l.send_request(req.clone(), false, t0).unwrap();
-        assert_eq!(out, vec![Output::Send(req.clone())]);
+        assert_eq!(out, vec![Output::Send(req.to_bytes())]);
         assert_eq!(key.side(), Side::Client);
         assert_eq!(
             l.send_request(req.clone(), false, t0),

@@ -2,6 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use compact_str::CompactString;
+
 use crate::header::HeaderName;
 use crate::message::Message;
 use crate::method::Method;
@@ -19,9 +22,12 @@ pub struct ServerTransaction {
     state: State,
     request: Message,
     /// Re-sent when the request is retransmitted in Proceeding.
-    last_provisional: Option<Message>,
+    last_provisional: Option<Bytes>,
     /// Re-sent on request retransmissions in Completed and by Timer G.
-    last_final: Option<Message>,
+    last_final: Option<Bytes>,
+    /// The To tag (if any) of the non-2xx final response, once one was sent: an RFC
+    /// 2543 ACK must carry it.
+    final_tag: Option<Option<CompactString>>,
     /// Timer G (INVITE, Completed, unreliable only).
     retransmit: Option<Instant>,
     interval: Duration,
@@ -58,6 +64,7 @@ impl ServerTransaction {
             },
             last_provisional: None,
             last_final: None,
+            final_tag: None,
             retransmit: None,
             interval: config.timers.t1,
             timeout: None,
@@ -84,10 +91,10 @@ impl ServerTransaction {
         &self.request
     }
 
-    /// The last final response sent, once there is one (its To tag is the one an
-    /// RFC 2543 ACK must carry).
-    pub fn final_response(&self) -> Option<&Message> {
-        self.last_final.as_ref()
+    /// The To tag of the non-2xx final response sent (the one an RFC 2543 ACK must
+    /// carry): `None` before there is one, `Some(None)` for a final without a tag.
+    pub fn final_tag(&self) -> Option<Option<&str>> {
+        self.final_tag.as_ref().map(Option::as_deref)
     }
 
     /// A received request matched to this transaction: a retransmission of the
@@ -101,7 +108,7 @@ impl ServerTransaction {
                 self.state = State::Confirmed;
                 self.retransmit = None;
                 self.timeout = None;
-                self.last_final = self.last_final.as_ref().map(Message::skeleton);
+                self.last_final = None; // nothing is sent again
                 let mut out = Vec::new();
                 let wait = self.timers.i(self.reliable);
                 if wait.is_zero() {
@@ -121,8 +128,21 @@ impl ServerTransaction {
         }
     }
 
-    fn resend(&self, response: &Option<Message>) -> Vec<Output> {
+    fn resend(&self, response: &Option<Bytes>) -> Vec<Output> {
         response.iter().cloned().map(Output::Send).collect()
+    }
+
+    /// Keeps `response`, a non-2xx final, to send again, and its To tag.
+    fn keep_final(&mut self, response: &Message) -> Bytes {
+        self.final_tag = Some(
+            response
+                .to_addr()
+                .ok()
+                .and_then(|to| to.tag().map(CompactString::from)),
+        );
+        let wire = response.to_bytes();
+        self.last_final = Some(wire.clone());
+        wire
     }
 
     /// A response from the TU. Returns what to send; a response the state does not
@@ -137,8 +157,9 @@ impl ServerTransaction {
             (_, State::Trying | State::Proceeding, 100..=199) => {
                 self.state = State::Proceeding;
                 self.trying = None;
-                self.last_provisional = Some(response.clone());
-                out.push(Output::Send(response));
+                let wire = response.to_bytes();
+                self.last_provisional = Some(wire.clone());
+                out.push(Output::Send(wire));
             }
             (true, State::Proceeding, 200..=299) => {
                 self.state = State::Accepted;
@@ -146,28 +167,28 @@ impl ServerTransaction {
                 self.last_provisional = None;
                 self.request = self.request.skeleton();
                 self.timeout = after(now, self.timers.l());
-                out.push(Output::Send(response));
+                out.push(Output::Send(response.to_bytes()));
             }
             (true, State::Proceeding, _) => {
                 self.state = State::Completed;
                 self.trying = None;
                 self.last_provisional = None;
                 self.request = self.request.skeleton();
-                self.last_final = Some(response.clone());
+                let wire = self.keep_final(&response);
                 if !self.reliable {
                     self.interval = self.timers.g();
                     self.retransmit = after(now, self.interval);
                 }
                 self.timeout = after(now, self.timers.h());
-                out.push(Output::Send(response));
+                out.push(Output::Send(wire));
             }
-            (true, State::Accepted, 200..=299) => out.push(Output::Send(response)),
+            (true, State::Accepted, 200..=299) => out.push(Output::Send(response.to_bytes())),
             (false, State::Trying | State::Proceeding, _) => {
                 self.state = State::Completed;
                 self.last_provisional = None;
                 self.request = self.request.skeleton();
-                self.last_final = Some(response.clone());
-                out.push(Output::Send(response));
+                let wire = self.keep_final(&response);
+                out.push(Output::Send(wire));
                 let wait = self.timers.j(self.reliable);
                 if wait.is_zero() {
                     self.terminate(&mut out);
@@ -203,7 +224,7 @@ impl ServerTransaction {
         if self.trying.is_some_and(|t| t <= now) {
             self.trying = None;
             if self.state == State::Proceeding && self.last_provisional.is_none() {
-                let trying = self.trying_response();
+                let trying = self.trying_response().to_bytes();
                 self.last_provisional = Some(trying.clone());
                 out.push(Output::Send(trying));
             }
@@ -311,7 +332,10 @@ mod tests {
         assert_eq!(trying.cseq().unwrap(), req.cseq().unwrap());
         assert_eq!(tx.poll_timeout(), None);
         // A retransmitted INVITE gets the 100 again.
-        assert_eq!(tx.on_request(req, t0 + ms(500)), vec![Output::Send(trying)]);
+        assert_eq!(
+            tx.on_request(req, t0 + ms(500)),
+            vec![Output::Send(trying.to_bytes())]
+        );
     }
 
     #[test]
@@ -321,20 +345,20 @@ mod tests {
         let ringing = response(&invite(), 180, Some("s1"));
         assert_eq!(
             tx.respond(ringing.clone(), t0 + ms(50)),
-            vec![Output::Send(ringing.clone())]
+            vec![Output::Send(ringing.to_bytes())]
         );
         assert_eq!(tx.poll_timeout(), None);
         assert!(tx.handle_timeout(t0 + ms(200)).is_empty());
         // The retransmitted INVITE gets the last provisional.
         assert_eq!(
             tx.on_request(invite(), t0 + ms(500)),
-            vec![Output::Send(ringing.clone())]
+            vec![Output::Send(ringing.to_bytes())]
         );
         let r183 = response(&invite(), 183, Some("s1"));
         tx.respond(r183.clone(), t0 + ms(600));
         assert_eq!(
             tx.on_request(invite(), t0 + ms(1500)),
-            vec![Output::Send(r183)]
+            vec![Output::Send(r183.to_bytes())]
         );
 
         let mut off = start(invite(), false, &no_trying(), t0);
@@ -350,22 +374,22 @@ mod tests {
         let busy = response(&invite(), 486, Some("s1"));
         assert_eq!(
             tx.respond(busy.clone(), t0),
-            vec![Output::Send(busy.clone())]
+            vec![Output::Send(busy.to_bytes())]
         );
         assert_eq!(tx.state(), State::Completed);
-        assert_eq!(tx.final_response(), Some(&busy));
+        assert_eq!(tx.final_tag(), Some(Some("s1")), "the 486 with its To tag");
         let fired = run(&mut tx, t0 + ms(16_000));
         // G: 0.5, 1.5, 3.5, 7.5, then every T2.
         assert_eq!(millis(&fired, t0), [500, 1500, 3500, 7500, 11500, 15500]);
         assert!(
             fired
                 .iter()
-                .all(|(_, o)| o == &vec![Output::Send(busy.clone())])
+                .all(|(_, o)| o == &vec![Output::Send(busy.to_bytes())])
         );
         // A retransmitted INVITE: the final again.
         assert_eq!(
             tx.on_request(invite(), t0 + ms(16_000)),
-            vec![Output::Send(busy.clone())]
+            vec![Output::Send(busy.to_bytes())]
         );
         // Later responses from the TU are dropped.
         assert!(
@@ -424,7 +448,7 @@ mod tests {
         let ok = response(&invite(), 200, Some("s1"));
         assert_eq!(
             tx.respond(ok.clone(), t0 + ms(100)),
-            vec![Output::Send(ok.clone())]
+            vec![Output::Send(ok.to_bytes())]
         );
         assert_eq!(tx.state(), State::Accepted);
         // No 100 Trying after the final, no Timer G: only L = 64·T1.
@@ -434,7 +458,7 @@ mod tests {
         // The TU retransmits its 2xx through the transaction.
         assert_eq!(
             tx.respond(ok.clone(), t0 + ms(600)),
-            vec![Output::Send(ok.clone())]
+            vec![Output::Send(ok.to_bytes())]
         );
         assert!(
             tx.respond(response(&invite(), 486, Some("s1")), t0 + ms(700))
@@ -471,22 +495,22 @@ mod tests {
         let trying = response(&bye(), 100, None);
         assert_eq!(
             tx.respond(trying.clone(), t0 + ms(600)),
-            vec![Output::Send(trying.clone())]
+            vec![Output::Send(trying.to_bytes())]
         );
         assert_eq!(tx.state(), State::Proceeding);
         assert_eq!(
             tx.on_request(bye(), t0 + ms(1500)),
-            vec![Output::Send(trying)]
+            vec![Output::Send(trying.to_bytes())]
         );
         let ok = response(&bye(), 200, None);
         assert_eq!(
             tx.respond(ok.clone(), t0 + ms(2000)),
-            vec![Output::Send(ok.clone())]
+            vec![Output::Send(ok.to_bytes())]
         );
         assert_eq!(tx.state(), State::Completed);
         assert_eq!(
             tx.on_request(bye(), t0 + ms(3500)),
-            vec![Output::Send(ok.clone())]
+            vec![Output::Send(ok.to_bytes())]
         );
         assert!(
             tx.respond(response(&bye(), 500, None), t0 + ms(3600))
@@ -505,7 +529,7 @@ mod tests {
         let ok = response(&bye(), 200, None);
         assert_eq!(
             tx.respond(ok.clone(), t0),
-            vec![Output::Send(ok), Output::Terminated]
+            vec![Output::Send(ok.to_bytes()), Output::Terminated]
         );
         assert_eq!(tx.state(), State::Terminated);
         assert_eq!(tx.poll_timeout(), None);

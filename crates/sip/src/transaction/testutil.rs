@@ -58,18 +58,16 @@ pub fn ms(n: u64) -> Duration {
 
 /// The codes of the messages sent.
 pub fn sent_codes(out: &[Output]) -> Vec<u16> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Send(m) => m.code(),
-            _ => None,
-        })
-        .collect()
+    sent(out).iter().filter_map(Message::code).collect()
 }
 
-pub fn sent(out: &[Output]) -> Vec<&Message> {
+/// The messages sent, parsed back.
+pub fn sent(out: &[Output]) -> Vec<Message> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Send(m) => Some(m),
+            Output::Send(wire) => {
+                Some(crate::parse_datagram(wire.clone()).expect("sent bytes parse"))
+            }
             _ => None,
         })
         .collect()

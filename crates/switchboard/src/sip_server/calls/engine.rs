@@ -235,9 +235,9 @@ impl Engine {
     fn server_outputs(&mut self, key: &TransactionKey, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Send(msg) => {
+                Output::Send(wire) => {
                     if let Some(t) = self.txs.get(key) {
-                        self.out.push(&t.flow, &msg);
+                        self.out.push_bytes(t.flow.clone(), wire);
                     }
                 }
                 // An ACK of a 2xx that reused the INVITE's branch (RFC 6026 §8.2).
@@ -253,9 +253,9 @@ impl Engine {
     fn client_outputs(&mut self, key: &TransactionKey, outputs: Vec<Output>, now: Instant) {
         for output in outputs {
             match output {
-                Output::Send(msg) => {
+                Output::Send(wire) => {
                     if let Some(t) = self.txs.get(key) {
-                        self.out.push(&t.flow, &msg);
+                        self.out.push_bytes(t.flow.clone(), wire);
                     }
                 }
                 Output::Deliver(resp) => self.on_response(key, resp, now),
