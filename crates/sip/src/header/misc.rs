@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 use crate::method::Method;
 use crate::params::Params;
 use crate::text::{Scanner, is_token, is_word_byte, split_commas};
@@ -144,10 +146,12 @@ pub fn check_warning(s: &str) -> Result<(), String> {
 }
 
 /// A media type with parameters (`application/sdp`, `multipart/mixed;boundary=x`).
+/// Type and subtype are inline up to 24 bytes: every request with a body has one
+/// checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaType {
-    pub kind: String,
-    pub subtype: String,
+    pub kind: CompactString,
+    pub subtype: CompactString,
     pub params: Params,
 }
 
@@ -168,8 +172,8 @@ impl MediaType {
             return Err(format!("unexpected `{}` in media type", sc.rest()));
         }
         Ok(Self {
-            kind: kind.to_owned(),
-            subtype: subtype.to_owned(),
+            kind: kind.into(),
+            subtype: subtype.into(),
             params,
         })
     }
