@@ -226,6 +226,16 @@ impl<'a> Scanner<'a> {
 /// The first `sep` (an ASCII byte) in `s`. `str::find` with a `char` costs several
 /// times more on the short strings of SIP (a searcher per call, char decoding).
 #[inline]
+/// `value` written into `buf` (which must be large enough for it): a short text such
+/// as an address or a port without a heap allocation.
+pub fn display_in(buf: &mut [u8], value: impl std::fmt::Display) -> &str {
+    use std::io::Write as _;
+    let mut cursor = std::io::Cursor::new(&mut *buf);
+    let _ = write!(cursor, "{value}");
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+}
+
 pub fn find_byte(s: &str, sep: u8) -> Option<usize> {
     memchr::memchr(sep, s.as_bytes())
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::params::Params;
-use crate::text::{Scanner, is_token_byte, split_commas};
+use crate::text::{Scanner, display_in, is_token_byte, split_commas};
 use crate::uri::Host;
 
 /// The magic cookie of RFC 3261 branch ids.
@@ -86,14 +86,7 @@ impl Via {
                     h.write_u8(b.to_ascii_lowercase());
                 }
             }
-            ip => {
-                use std::io::Write as _;
-                let mut buf = [0u8; 64];
-                let mut cursor = std::io::Cursor::new(&mut buf[..]);
-                let _ = write!(cursor, "{ip}");
-                let len = cursor.position() as usize;
-                h.write(&buf[..len]);
-            }
+            ip => h.write(display_in(&mut [0u8; 64], ip).as_bytes()),
         }
         h.write_u32(self.port.map_or(u32::MAX, u32::from));
         h.finish()

@@ -67,6 +67,7 @@ impl ClientTransaction {
         } else {
             (State::Trying, timers.f())
         };
+        let wire = request.to_bytes();
         let tx = Self {
             invite,
             reliable,
@@ -80,15 +81,11 @@ impl ClientTransaction {
             interval: timers.t1,
             timeout: after(now, timeout),
             ack: None,
-            wire: None,
+            // Reliable transports never retransmit.
+            wire: (!reliable).then(|| wire.clone()),
             sent_by,
             request,
         };
-        let mut tx = tx;
-        let wire = tx.request.to_bytes();
-        if !reliable {
-            tx.wire = Some(wire.clone());
-        }
         Ok((tx, vec![Output::Send(wire)]))
     }
 

@@ -37,7 +37,7 @@ enum Id {
     /// The branch is a `CompactString`: up to 24 bytes (ours, and most phones') it
     /// lives inline, so making, cloning and comparing keys allocates nothing; a key
     /// is made for every message and cloned into the layer's map, its deadline index
-    /// and the engine's, which had made keys a tenth of a call's allocations. The
+    /// and the engine's. The
     /// sent-by only tells apart clients that chose the same branch (the branch is
     /// meant to be unique by itself), for which 64 bits are plenty.
     Branch {

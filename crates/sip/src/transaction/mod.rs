@@ -43,7 +43,7 @@ pub use timers::Timers;
 pub enum Output {
     /// Put this message on the wire to the transaction's peer, as it goes. A
     /// transaction keeps what it may send again serialized, once, rather than as a
-    /// `Message` copied for each send (copies were a tenth of a call's allocations).
+    /// `Message` copied for each send.
     Send(Bytes),
     /// Hand this message to the TU: a response for a client transaction, a new
     /// request or an ACK of a 2xx for a server one.

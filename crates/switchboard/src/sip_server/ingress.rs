@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use switchboard_sip::header::HeaderName;
 use switchboard_sip::message::reason_phrase;
+use switchboard_sip::text::display_in;
 use switchboard_sip::validate::{UasPolicy, validate_request};
 use switchboard_sip::{ErrorKind, Message, Method, parse_datagram};
 
@@ -162,15 +163,6 @@ fn stamp_via(req: &mut Message, flow: &Flow) -> Option<Flow> {
         reply.remote = SocketAddr::new(src, port);
     }
     Some(reply)
-}
-
-/// `value` written into `buf` (which must be large enough for it).
-fn display_in(buf: &mut [u8], value: impl std::fmt::Display) -> &str {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut *buf);
-    let _ = write!(cursor, "{value}");
-    let len = cursor.position() as usize;
-    std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
 /// A response built from the raw lines of a message that did not parse: possible when

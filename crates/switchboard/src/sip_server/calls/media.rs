@@ -80,7 +80,7 @@ impl Media {
 
     /// [`Self::relay_sdp`] of an offer whose answer is to be cut to it: also returns
     /// the offer as the phone sent it. (Only then is the parsed SDP copied before it
-    /// is rewritten: two copies per call were a tenth of its allocations.)
+    /// is rewritten: every call relays an offer and an answer.)
     pub fn relay_offer(
         &mut self,
         from: Leg,
