@@ -4,9 +4,12 @@
 //! ways while a stranger tries to hijack it. Each test runs its own in-process server
 //! (`interop` helpers).
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::Value;
 use switchboard::config::{Config, SipTransport};
+use switchboard_sip::Message;
 
 use crate::harness::{Client, TestServer};
 use crate::interop::{
@@ -870,6 +873,39 @@ async fn calls_are_challenged_with_sha256_and_md5_and_either_answer_works() {
     let (_, answer) = x.invite("7777", "").await;
     assert_eq!(answer.code(), Some(403), "{answer}");
     assert_eq!(cdrs(&admin, 2).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_first_invite_is_challenged_without_a_transaction() {
+    let (server, _admin) = server_with(quick_timers).await;
+    let sip = server.sip_addr(SipTransport::Udp);
+    let mut x = crate::sip_phone::Phone::udp(sip, "2001", SECRET_2001).await;
+    let invite = x.invite_request("7777", "", "stateless@test", "f1", 1);
+    x.send(&invite).await;
+    let first = x.recv().await;
+    assert_eq!(first.code(), Some(407), "{first}");
+    // Not acknowledged: an INVITE transaction would send its 407 again every T1 (50 ms
+    // here, Timer G); a stateless answer is never repeated.
+    let again = x.try_recv(Duration::from_millis(600)).await;
+    assert!(again.is_none(), "the 407 came again: {again:?}");
+    // The INVITE retransmitted is answered again, with the same To tag (§8.2.7).
+    x.send(&invite).await;
+    let second = x.recv().await;
+    assert_eq!(second.code(), Some(407), "{second}");
+    let tag = |m: &Message| m.to_addr().unwrap().tag().map(str::to_owned);
+    assert!(tag(&first).is_some());
+    assert_eq!(tag(&first), tag(&second));
+    // Its ACK is absorbed: nothing answers it.
+    let ack = switchboard_sip::transaction::ack_for(&invite, &second).unwrap();
+    x.send(&ack).await;
+    let after_ack = x.try_recv(Duration::from_millis(300)).await;
+    assert!(after_ack.is_none(), "{after_ack:?}");
+    // A stateful answer's ACK still reaches its transaction: the 404 after
+    // authenticating is not repeated once acknowledged (`invite` ACKs it).
+    let (_, answer) = x.invite("7777", "").await;
+    assert_eq!(answer.code(), Some(404), "{answer}");
+    let repeated = x.try_recv(Duration::from_millis(600)).await;
+    assert!(repeated.is_none(), "the 404 came again: {repeated:?}");
 }
 
 #[tokio::test]

@@ -243,26 +243,8 @@ impl Phone {
     pub async fn invite(&mut self, number: &str, sdp: &str) -> (Message, Message) {
         let call_id = format!("{}@test", rand_word());
         let tag = rand_word();
-        let invite = |phone: &mut Self, seq: u32| {
-            let uri = Uri::parse(&format!("sip:{number}@{REALM}")).unwrap();
-            let mut m = Message::request(Method::Invite, uri);
-            m.push(HeaderName::Via, phone.via().to_string());
-            m.push(HeaderName::MaxForwards, "70");
-            m.push(
-                HeaderName::From,
-                format!("<sip:{}@{REALM}>;tag={tag}", phone.ext),
-            );
-            m.push(HeaderName::To, format!("<sip:{number}@{REALM}>"));
-            m.push(HeaderName::CallId, call_id.clone());
-            m.push(HeaderName::CSeq, format!("{seq} INVITE"));
-            m.push(HeaderName::Contact, phone.contact());
-            if sdp.is_empty() {
-                m.push(HeaderName::ContentLength, "0");
-            } else {
-                m.set_body("application/sdp", sdp.to_owned());
-            }
-            m
-        };
+        let invite =
+            |phone: &mut Self, seq: u32| phone.invite_request(number, sdp, &call_id, &tag, seq);
         let first = invite(self, 1);
         self.send(&first).await;
         let challenge = self.final_response().await;
@@ -284,6 +266,35 @@ impl Phone {
             self.send(&ack).await;
         }
         (second, answer)
+    }
+
+    /// An out-of-dialog INVITE to `number` (no credentials), with `sdp` when not empty.
+    pub fn invite_request(
+        &mut self,
+        number: &str,
+        sdp: &str,
+        call_id: &str,
+        from_tag: &str,
+        seq: u32,
+    ) -> Message {
+        let uri = Uri::parse(&format!("sip:{number}@{REALM}")).unwrap();
+        let mut m = Message::request(Method::Invite, uri);
+        m.push(HeaderName::Via, self.via().to_string());
+        m.push(HeaderName::MaxForwards, "70");
+        m.push(
+            HeaderName::From,
+            format!("<sip:{}@{REALM}>;tag={from_tag}", self.ext),
+        );
+        m.push(HeaderName::To, format!("<sip:{number}@{REALM}>"));
+        m.push(HeaderName::CallId, call_id);
+        m.push(HeaderName::CSeq, format!("{seq} INVITE"));
+        m.push(HeaderName::Contact, self.contact());
+        if sdp.is_empty() {
+            m.push(HeaderName::ContentLength, "0");
+        } else {
+            m.set_body("application/sdp", sdp.to_owned());
+        }
+        m
     }
 
     /// The next final response (provisional ones skipped).

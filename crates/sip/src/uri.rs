@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use compact_str::CompactString;
 
-use crate::text::{rsplit_once_byte, split_byte, split_once_byte};
+use crate::text::{IP_TEXT_MAX, ip_in, rsplit_once_byte, split_byte, split_once_byte};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
@@ -78,7 +78,7 @@ impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Domain(d) => f.write_str(d),
-            Self::V4(a) => write!(f, "{a}"),
+            Self::V4(a) => f.write_str(ip_in(&mut [0; IP_TEXT_MAX], (*a).into())),
             Self::V6(a) => write!(f, "[{a}]"),
         }
     }

@@ -35,6 +35,8 @@ use std::net::IpAddr;
 
 use compact_str::CompactString;
 
+use crate::text::{IP_TEXT_MAX, ip_in};
+
 pub use attrs::{Direction, Fmtp, Rtcp, Rtpmap};
 pub use parse::{MAX_ATTRIBUTES, MAX_INPUT_LEN, MAX_MEDIA};
 
@@ -359,7 +361,7 @@ impl From<IpAddr> for Connection {
         Self {
             net_type: "IN".into(),
             addr_type: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
-            address: compact_str::format_compact!("{ip}"),
+            address: ip_in(&mut [0; IP_TEXT_MAX], ip).into(),
         }
     }
 }

@@ -159,6 +159,37 @@ pub fn challenge(
     challenger: Challenger,
 ) -> Message {
     let mut resp = core.response(req, challenger.code(), None);
+    push_challenges(core, &mut resp, source, stale, challenger);
+    resp
+}
+
+/// A 407 to an INVITE that carries no credentials at all, sent without a
+/// transaction (RFC 3261 §8.2.7, as a stateless proxy challenges): a phone's first
+/// INVITE of every call is answered so, and a transaction that would only wait for
+/// the ACK of its 407 is spared. `None` when the INVITE needs the call engine: it
+/// carries credentials (checked there) or is within a dialog.
+pub fn stateless_challenge(core: &SipCore, invite: &Message, source: IpAddr) -> Option<Message> {
+    let out_of_dialog = invite.to_addr().is_ok_and(|to| to.tag().is_none());
+    let uncredentialed = invite
+        .header(&Challenger::Proxy.credentials_header())
+        .is_none();
+    if !(out_of_dialog && uncredentialed) {
+        return None;
+    }
+    let code = Challenger::Proxy.code();
+    let mut resp = core.response_tagged(invite, code, None, core.challenge_tag(invite));
+    push_challenges(core, &mut resp, source, false, Challenger::Proxy);
+    Some(resp)
+}
+
+/// One challenge header per algorithm offered, with a fresh nonce bound to `source`.
+fn push_challenges(
+    core: &SipCore,
+    resp: &mut Message,
+    source: IpAddr,
+    stale: bool,
+    challenger: Challenger,
+) {
     let nonce = core.nonces.issue(now_secs(), source, rand::random());
     // RFC 8760: in order of preference (sip.digest_algorithms).
     for t in core.challenges.iter().filter(|t| t.stale == stale) {
@@ -168,7 +199,6 @@ pub fn challenge(
         value.push_str(&t.after);
         resp.push(challenger.challenge_header(), value);
     }
-    resp
 }
 
 /// A challenge value rendered once with the nonce left out: the header of every 401

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use switchboard_sip::header::HeaderName;
 use switchboard_sip::message::reason_phrase;
-use switchboard_sip::text::display_in;
+use switchboard_sip::text::{IP_TEXT_MAX, display_in, ip_in};
 use switchboard_sip::validate::{UasPolicy, validate_request};
 use switchboard_sip::{ErrorKind, Message, Method, parse_datagram};
 
 use super::transport::{Flow, Outbox};
-use super::{SipCore, registrar};
+use super::{SipCore, auth, registrar};
 
 /// What this element handles; everything else gets 405/501 with this Allow.
 pub const METHODS: &[Method] = &[
@@ -81,7 +81,10 @@ fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox)
         return;
     };
     if method == Method::Ack {
-        core.calls.submit(req, flow);
+        // The ACK of a stateless challenge ends here: no transaction waits for it.
+        if !core.acks_stateless_challenge(&req) {
+            core.calls.submit(req, flow);
+        }
         return;
     }
     let Some(reply_flow) = stamp_via(&mut req, &flow) else {
@@ -123,6 +126,10 @@ fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox)
                 let mut busy = core.response(&req, 503, Some("Call engine not running"));
                 busy.push(HeaderName::RetryAfter, "5");
                 out.push(&reply_flow, &busy);
+            } else if method == Method::Invite
+                && let Some(challenge) = auth::stateless_challenge(core, &req, flow.remote.ip())
+            {
+                out.push(&reply_flow, &challenge);
             } else {
                 core.calls.submit(req, reply_flow);
             }
@@ -144,8 +151,8 @@ fn stamp_via(req: &mut Message, flow: &Flow) -> Option<Flow> {
     let mut port = top.port.unwrap_or(5060);
     if top.host.ip() != Some(src) || rport {
         // Formatted on the stack: this runs for nearly every request.
-        let (mut ip, mut port_text) = ([0u8; 64], [0u8; 8]);
-        let received = display_in(&mut ip, src);
+        let (mut ip, mut port_text) = ([0u8; IP_TEXT_MAX], [0u8; 8]);
+        let received = ip_in(&mut ip, src);
         let remote_port = display_in(&mut port_text, flow.remote.port());
         req.edit_top_via(|top| {
             top.params.set("received", Some(received));

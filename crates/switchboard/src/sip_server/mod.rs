@@ -135,6 +135,17 @@ impl SipCore {
     /// A response to `req` with a To tag (deterministic for the request, so a
     /// retransmission answered statelessly gets the same tag).
     pub fn response(&self, req: &Message, code: u16, reason: Option<&str>) -> Message {
+        self.response_tagged(req, code, reason, self.stateless_tag(req))
+    }
+
+    /// [`Self::response`] with the To tag `tag` (when the request has none).
+    pub fn response_tagged(
+        &self,
+        req: &Message,
+        code: u16,
+        reason: Option<&str>,
+        tag: u64,
+    ) -> Message {
         let mut resp = Message::response_to(req, code, reason);
         if code > 100
             && let Some(to) = resp.header(&HeaderName::To)
@@ -149,16 +160,16 @@ impl SipCore {
                 let mut value = String::with_capacity(to.len() + 21);
                 value.push_str(to);
                 value.push_str(";tag=");
-                push_hex(&mut value, self.stateless_tag(req));
+                push_hex(&mut value, tag);
                 Some(value)
             } else {
                 switchboard_sip::header::NameAddr::parse(to)
                     .ok()
                     .filter(|addr| addr.tag().is_none())
                     .map(|mut addr| {
-                        let mut tag = String::with_capacity(16);
-                        push_hex(&mut tag, self.stateless_tag(req));
-                        addr.params.set("tag", Some(&tag));
+                        let mut hex = String::with_capacity(16);
+                        push_hex(&mut hex, tag);
+                        addr.params.set("tag", Some(&hex));
                         addr.to_string()
                     })
             };
@@ -193,6 +204,35 @@ impl SipCore {
             req.header(&HeaderName::From),
             req.cseq().map(|c| c.seq).unwrap_or(0),
         ))
+    }
+
+    /// The To tag of a challenge sent without a transaction (RFC 3261 §8.2.7): the
+    /// same for every retransmission of the request, and for its ACK (which has the
+    /// request's Call-ID, From and CSeq number) recognisably ours, so that the ACK
+    /// can be dropped on arrival. Differs from [`Self::stateless_tag`], which the
+    /// engine's stateful answers carry and whose ACKs their transactions need.
+    pub fn challenge_tag(&self, req: &Message) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((
+            "stateless challenge",
+            req.header(&HeaderName::CallId),
+            req.header(&HeaderName::From),
+            req.cseq().map(|c| c.seq).unwrap_or(0),
+        ))
+    }
+
+    /// Whether `ack` acknowledges a challenge sent without a transaction: its To tag
+    /// is that challenge's [`Self::challenge_tag`].
+    pub fn acks_stateless_challenge(&self, ack: &Message) -> bool {
+        let Ok(to) = ack.to_addr() else {
+            return false;
+        };
+        let Some(tag) = to.tag() else {
+            return false;
+        };
+        let mut hex = String::with_capacity(16);
+        push_hex(&mut hex, self.challenge_tag(ack));
+        tag == hex
     }
 
     /// Sends `msg` over `flow` now (outside a batch).
