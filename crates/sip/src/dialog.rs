@@ -5,6 +5,8 @@
 //! Only loose routing (`;lr`, RFC 3261) is built; a strict-routing first hop (RFC 2543)
 //! is sent loose as well, which every current element accepts.
 
+use bytestring::ByteString;
+
 use crate::error::ParseError;
 use crate::header::{HeaderName, NameAddr, Via};
 use crate::message::Message;
@@ -17,10 +19,11 @@ pub struct Dialog {
     pub call_id: String,
     pub local_tag: String,
     pub remote_tag: String,
-    /// Our From (in requests we send), tag included.
-    pub local: NameAddr,
-    /// The peer's address (our To), tag included.
-    pub remote: NameAddr,
+    /// Our From (in requests we send), tag included, as it goes on the wire: kept
+    /// rendered, not formatted again for every request and response of the dialog.
+    pub local: ByteString,
+    /// The peer's address (our To), tag included, as on the wire.
+    pub remote: ByteString,
     /// The CSeq of the last request we sent.
     pub local_seq: u32,
     /// The CSeq of the last request the peer sent, once it sent one.
@@ -35,6 +38,14 @@ fn missing(what: &str) -> ParseError {
     ParseError::malformed(format!("missing {what}"))
 }
 
+/// The value of `name` as received (shared, not copied), for a header that was
+/// parsed already.
+fn header_text(msg: &Message, name: &HeaderName) -> Result<ByteString, ParseError> {
+    msg.header_text(name)
+        .cloned()
+        .ok_or_else(|| missing(name.as_str()))
+}
+
 fn contact_uri(msg: &Message) -> Result<Uri, ParseError> {
     match msg.contacts()?.as_deref() {
         Some(crate::header::Contacts::List(list)) if !list.is_empty() => Ok(list[0].uri.clone()),
@@ -46,15 +57,15 @@ impl Dialog {
     /// The dialog a UAS creates by answering `request` (an INVITE) with `local_tag` in
     /// its To (§12.1.1): the route set is the request's Record-Route in order.
     pub fn as_uas(request: &Message, local_tag: &str) -> Result<Self, ParseError> {
-        let from = request.from_addr()?.into_owned();
+        let remote_tag = request.from_addr()?.tag().map(str::to_owned);
         let mut to = request.to_addr()?.into_owned();
         to.params.set("tag", Some(local_tag));
         Ok(Self {
             call_id: request.call_id()?.to_owned(),
             local_tag: local_tag.to_owned(),
-            remote_tag: from.tag().ok_or_else(|| missing("From tag"))?.to_owned(),
-            local: to,
-            remote: from,
+            remote_tag: remote_tag.ok_or_else(|| missing("From tag"))?,
+            local: to.to_string().into(),
+            remote: header_text(request, &HeaderName::From)?,
             local_seq: 0,
             remote_seq: Some(request.cseq()?.seq),
             remote_target: contact_uri(request)?,
@@ -65,16 +76,16 @@ impl Dialog {
     /// The dialog a UAC holds after `response` (a 101-199 with a To tag, or a 2xx) to
     /// its `request` (§12.1.2): the route set is the response's Record-Route reversed.
     pub fn as_uac(request: &Message, response: &Message) -> Result<Self, ParseError> {
-        let from = request.from_addr()?.into_owned();
-        let to = response.to_addr()?.into_owned();
+        let local_tag = request.from_addr()?.tag().map(str::to_owned);
+        let remote_tag = response.to_addr()?.tag().map(str::to_owned);
         let mut route_set = response.route_set(&HeaderName::RecordRoute)?;
         route_set.reverse();
         Ok(Self {
             call_id: request.call_id()?.to_owned(),
-            local_tag: from.tag().ok_or_else(|| missing("From tag"))?.to_owned(),
-            remote_tag: to.tag().ok_or_else(|| missing("To tag"))?.to_owned(),
-            local: from,
-            remote: to,
+            local_tag: local_tag.ok_or_else(|| missing("From tag"))?,
+            remote_tag: remote_tag.ok_or_else(|| missing("To tag"))?,
+            local: header_text(request, &HeaderName::From)?,
+            remote: header_text(response, &HeaderName::To)?,
             local_seq: request.cseq()?.seq,
             remote_seq: None,
             remote_target: contact_uri(response)?,
@@ -141,8 +152,8 @@ impl Dialog {
         for route in &self.route_set {
             msg.push(HeaderName::Route, route.to_string());
         }
-        msg.push(HeaderName::From, self.local.to_string());
-        msg.push(HeaderName::To, self.remote.to_string());
+        msg.push(HeaderName::From, self.local.clone());
+        msg.push(HeaderName::To, self.remote.clone());
         msg.push(HeaderName::CallId, self.call_id.clone());
         msg.push(HeaderName::CSeq, format!("{seq} {method}"));
         if !contact.is_empty() {

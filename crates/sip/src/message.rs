@@ -213,6 +213,14 @@ impl Message {
             .map(|h| &*h.value)
     }
 
+    /// The first value of `name` as stored: sharing it copies nothing.
+    pub fn header_text(&self, name: &HeaderName) -> Option<&ByteString> {
+        self.headers
+            .iter()
+            .find(|h| h.name == *name)
+            .map(|h| &h.value)
+    }
+
     /// Every value of `name`, in order.
     pub fn header_values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a str> + 'a {
         let name = name.clone();

@@ -10,7 +10,7 @@ use crate::error::{ErrorKind, ParseError};
 use crate::header::{Header, HeaderName};
 use crate::message::{Message, StartLine, parse_content_length};
 use crate::method::Method;
-use crate::text::is_token_byte;
+use crate::text::{is_token_byte, split_byte, split_once_byte};
 use crate::uri::Uri;
 
 /// The largest message accepted (spec 01): larger ones get 513 or are dropped.
@@ -306,8 +306,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
         .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
     {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let (version, rest) = text
-            .split_once(' ')
+        let (version, rest) = split_once_byte(text, b' ')
             .ok_or_else(|| ParseError::malformed("status line without a code"))?;
         if !is_sip_version(version.as_bytes()) {
             return Err(ParseError {
@@ -315,7 +314,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
                 message: format!("{version} is not SIP/2.0"),
             });
         }
-        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (code, reason) = split_once_byte(rest, b' ').unwrap_or((rest, ""));
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ParseError::malformed(format!(
                 "status code `{code}` is not three digits"
@@ -340,7 +339,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
         });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version, single spaces, no more.
-    let mut parts = text.split(' ');
+    let mut parts = split_byte(text, b' ');
     let (Some(method), Some(uri), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {

@@ -353,9 +353,8 @@ impl Uri {
                 "`{s}` contains whitespace, quotes or angle brackets"
             ));
         }
-        let (scheme, rest) = s
-            .split_once(':')
-            .ok_or_else(|| format!("`{s}` has no scheme"))?;
+        let (scheme, rest) =
+            split_once_byte(s, b':').ok_or_else(|| format!("`{s}` has no scheme"))?;
         let scheme_ok = scheme
             .bytes()
             .next()

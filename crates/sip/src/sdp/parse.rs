@@ -9,6 +9,8 @@
 use compact_str::CompactString;
 use std::str::FromStr;
 
+use crate::text::{split_byte, split_once_byte};
+
 use super::{
     Attribute, Bandwidth, Connection, MediaDescription, Origin, Rtpmap, SdpError,
     SessionDescription, Timing,
@@ -85,7 +87,7 @@ pub(super) fn parse(text: &str) -> Result<SessionDescription, SdpError> {
     if body.is_empty() {
         return Err(SdpError::whole("empty session description"));
     }
-    let mut raw_lines = body.split('\n');
+    let mut raw_lines = split_byte(body, b'\n');
     let mut count = 0;
     let mut lines = std::iter::from_fn(move || {
         let raw = raw_lines.next()?;
@@ -287,7 +289,7 @@ fn push_attribute(
             "more than {MAX_ATTRIBUTES} attributes in one section"
         )));
     }
-    let (name, value) = match line.value.split_once(':') {
+    let (name, value) = match split_once_byte(line.value, b':') {
         Some((name, value)) => (name, Some(CompactString::from(value))),
         None => (line.value, None),
     };
@@ -317,7 +319,7 @@ fn rtpmap_format(value: &str) -> Result<(), String> {
     if tokens.next().is_some() {
         return Err("unexpected text after the encoding".into());
     }
-    let mut parts = encoding.split('/');
+    let mut parts = split_byte(encoding, b'/');
     if parts.next().is_none_or(str::is_empty) {
         return Err("empty encoding name".into());
     }
@@ -339,7 +341,7 @@ pub(super) fn rtpmap(value: &str) -> Result<Rtpmap, String> {
     let (Some(pt), Some(encoding)) = (tokens.next(), tokens.next()) else {
         return Err("expected <payload type> <encoding>/<clock rate>".into());
     };
-    let mut parts = encoding.split('/');
+    let mut parts = split_byte(encoding, b'/');
     let name = parts.next().unwrap_or("");
     let clock = parts.next().ok_or("missing clock rate")?;
     Ok(Rtpmap {
@@ -364,7 +366,7 @@ fn media_line(line: &Line<'_>) -> Result<MediaDescription, SdpError> {
         .next()
         .ok_or_else(|| line.error("missing media type"))?;
     let port = tokens.next().ok_or_else(|| line.error("missing port"))?;
-    let (port, num_ports) = match port.split_once('/') {
+    let (port, num_ports) = match split_once_byte(port, b'/') {
         Some((port, n)) => (port, Some(n)),
         None => (port, None),
     };
@@ -430,9 +432,8 @@ fn connection(value: &str, line: &Line<'_>) -> Result<Connection, SdpError> {
 }
 
 fn bandwidth(value: &str, line: &Line<'_>) -> Result<Bandwidth, SdpError> {
-    let (bwtype, bandwidth) = value
-        .split_once(':')
-        .ok_or_else(|| line.error("expected <bwtype>:<bandwidth>"))?;
+    let (bwtype, bandwidth) =
+        split_once_byte(value, b':').ok_or_else(|| line.error("expected <bwtype>:<bandwidth>"))?;
     if bwtype.is_empty() || bwtype.contains(|c: char| c.is_ascii_whitespace()) {
         return Err(line.error(format!("bad bandwidth type {bwtype:?}")));
     }

@@ -321,7 +321,7 @@ pub fn response(
     body: Option<(&str, Bytes)>,
 ) -> Message {
     let mut resp = Message::response_to(req, code, reason);
-    resp.set(HeaderName::To, leg.dialog.local.to_string());
+    resp.set(HeaderName::To, leg.dialog.local.clone());
     if (101..300).contains(&code)
         && matches!(
             req.method(),
