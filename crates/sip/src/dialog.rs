@@ -147,8 +147,8 @@ impl Dialog {
 
     fn build(&self, method: Method, seq: u32, via: &Via, contact: &str) -> Message {
         let mut msg = Message::request(method.clone(), self.remote_target.clone());
-        msg.push(HeaderName::Via, via.to_string());
-        msg.push(HeaderName::MaxForwards, "70");
+        msg.push_via(via.clone());
+        msg.push_static(HeaderName::MaxForwards, "70");
         for route in &self.route_set {
             msg.push(HeaderName::Route, route.to_string());
         }

@@ -106,7 +106,8 @@ impl Message {
     pub fn request(method: Method, uri: Uri) -> Self {
         Self {
             start: StartLine::Request { method, uri },
-            headers: Vec::new(),
+            // Room for what a request of the PBX carries, so it is not grown 4 times.
+            headers: Vec::with_capacity(12),
             body: Bytes::new(),
             parsed: Parsed::default(),
         }
@@ -238,6 +239,20 @@ impl Message {
         self.headers.push(Header::new(name, value));
     }
 
+    /// Appends a Via line of one `via`; the first Via line is kept typed, so that
+    /// `top_via` does not parse what was just written (the transaction layer reads
+    /// the top Via of every request it sends).
+    pub fn push_via(&mut self, via: Via) {
+        let value = ByteString::from(via.to_string());
+        if self.header(&HeaderName::Via).is_none() {
+            self.parsed.make_mut().via = Some(Typed::new(&value, vec![via]));
+        }
+        self.headers.push(Header {
+            name: HeaderName::Via,
+            value,
+        });
+    }
+
     /// Replaces every `name` header with one value (at the position of the first).
     pub fn set(&mut self, name: HeaderName, value: impl Into<ByteString>) {
         let value = value.into();
@@ -268,10 +283,20 @@ impl Message {
     }
 
     /// Sets the body and its Content-Type and Content-Length.
-    pub fn set_body(&mut self, content_type: &str, body: impl Into<Bytes>) {
+    pub fn set_body(&mut self, content_type: impl Into<ByteString>, body: impl Into<Bytes>) {
         self.body = body.into();
-        self.set(HeaderName::ContentType, content_type.to_owned());
-        self.set(HeaderName::ContentLength, self.body.len().to_string());
+        self.set(HeaderName::ContentType, content_type);
+        let length = ByteString::from(itoa::Buffer::new().format(self.body.len()));
+        self.set(HeaderName::ContentLength, length);
+    }
+
+    /// Appends a header whose value is fixed text, shared rather than copied (as
+    /// [`Self::push`] copies a `&str`): the constant headers of every message sent.
+    pub fn push_static(&mut self, name: HeaderName, value: &'static str) {
+        self.headers.push(Header {
+            name,
+            value: ByteString::from_static(value),
+        });
     }
 
     fn single(&self, name: &HeaderName) -> Result<Option<&str>, ParseError> {
@@ -659,6 +684,18 @@ impl fmt::Display for Message {
 mod tests {
     use super::*;
     use crate::parse_datagram;
+
+    #[test]
+    fn a_pushed_via_is_kept_typed_and_written_as_it_is() {
+        let mut m = Message::request(Method::Options, Uri::parse("sip:a@b").unwrap());
+        let top = Via::parse("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx;rport").unwrap();
+        m.push_via(top.clone());
+        m.push_via(Via::parse("SIP/2.0/UDP h2;branch=z9hG4bKy").unwrap());
+        assert!(matches!(m.top_via().unwrap(), Cow::Borrowed(v) if *v == top));
+        let again = parse_datagram(m.to_bytes()).unwrap();
+        assert_eq!(again.top_via().unwrap().into_owned(), top);
+        assert_eq!(again.vias().unwrap(), m.vias().unwrap());
+    }
 
     #[test]
     fn a_skeleton_answers_like_the_message_and_keeps_nothing_else() {

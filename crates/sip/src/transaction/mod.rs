@@ -145,7 +145,21 @@ impl std::error::Error for TransactionError {}
 /// transaction key's inline string (see `key`).
 pub fn branch_from(seed: &[u8]) -> String {
     let digest = Sha256::digest(seed);
-    format!("{BRANCH_COOKIE}{}", hex::encode(&digest[..8]))
+    let mut bits = [0u8; 8];
+    bits.copy_from_slice(&digest[..8]);
+    branch_of(u64::from_be_bytes(bits))
+}
+
+/// An RFC 3261 branch of 64 bits the caller made random, written as they are: a
+/// hash (as [`branch_from`] spends on a seed that may be guessable) adds nothing to
+/// random bits, and a B2BUA makes a branch for every request it sends.
+pub fn branch_of(bits: u64) -> String {
+    let mut hex = [0u8; 16];
+    hex::encode_to_slice(bits.to_be_bytes(), &mut hex).expect("16 digits for 8 bytes");
+    let mut out = String::with_capacity(BRANCH_COOKIE.len() + hex.len());
+    out.push_str(BRANCH_COOKIE);
+    out.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
+    out
 }
 
 #[cfg(test)]
@@ -161,5 +175,6 @@ mod tests {
         assert_eq!(a.len(), 7 + 16);
         let via = Via::parse(&format!("SIP/2.0/UDP h;branch={a}")).unwrap();
         assert!(via.has_rfc3261_branch());
+        assert_eq!(branch_of(0x0123_4567_89ab_cdef), "z9hG4bK0123456789abcdef");
     }
 }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use switchboard_sip::ByteString;
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::header::{HeaderName, NameAddr, Via};
 use switchboard_sip::sdp::SessionDescription;
-use switchboard_sip::transaction::{TransactionKey, branch_from};
+use switchboard_sip::transaction::{TransactionKey, branch_of};
 use switchboard_sip::{Host, Message, Method, Uri};
 
 use super::media::Media;
@@ -135,7 +136,7 @@ pub struct Call {
     /// When the current forks stop ringing.
     pub ring_deadline: Option<Instant>,
     /// The body of leg A's INVITE (its offer), forwarded to every fork.
-    pub offer: Option<(String, Bytes)>,
+    pub offer: Option<Body>,
     /// Leg A's offer as parsed, when it was SDP: answers are cut to it.
     pub offer_sdp: Option<SessionDescription>,
     /// The relay ports the call's media goes through (absent when leg A's INVITE
@@ -194,6 +195,9 @@ impl Call {
     }
 }
 
+/// Our Server and User-Agent header.
+const SERVER: &str = concat!("Switchboard/", env!("CARGO_PKG_VERSION"));
+
 /// A random tag or Call-ID part: 64 bits as hex.
 pub fn token() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -201,7 +205,7 @@ pub fn token() -> String {
 
 /// A fresh RFC 3261 branch.
 pub fn branch() -> String {
-    branch_from(&rand::random::<[u8; 16]>())
+    branch_of(rand::random())
 }
 
 fn transport_name(t: SipTransport) -> &'static str {
@@ -279,26 +283,23 @@ pub fn fork_invite(
     local: SocketAddr,
     realm: &str,
     callee: &str,
-    body: Option<(String, Bytes)>,
+    body: Option<Body>,
 ) -> Message {
     let mut msg = Message::request(Method::Invite, target);
-    msg.push(HeaderName::Via, via(flow, local).to_string());
-    msg.push(HeaderName::MaxForwards, "70");
+    msg.push_via(via(flow, local));
+    msg.push_static(HeaderName::MaxForwards, "70");
     let from = identity(origin.name, origin.number, realm);
     msg.push(HeaderName::From, format!("{from};tag={}", origin.tag));
     msg.push(HeaderName::To, identity("", callee, realm));
     msg.push(HeaderName::CallId, origin.call_id.to_owned());
-    msg.push(HeaderName::CSeq, "1 INVITE");
+    msg.push_static(HeaderName::CSeq, "1 INVITE");
     msg.push(HeaderName::Contact, contact(flow, local, origin.number));
     msg.push(HeaderName::PAssertedIdentity, from);
-    msg.push(HeaderName::Allow, super::ALLOW);
-    msg.push(
-        HeaderName::UserAgent,
-        concat!("Switchboard/", env!("CARGO_PKG_VERSION")),
-    );
+    msg.push_static(HeaderName::Allow, super::ALLOW);
+    msg.push_static(HeaderName::UserAgent, SERVER);
     match body {
-        Some((content_type, body)) => msg.set_body(&content_type, body),
-        None => msg.push(HeaderName::ContentLength, "0"),
+        Some((content_type, body)) => msg.set_body(content_type, body),
+        None => msg.push_static(HeaderName::ContentLength, "0"),
     }
     msg
 }
@@ -318,7 +319,7 @@ pub fn response(
     code: u16,
     reason: Option<&str>,
     leg: &Established,
-    body: Option<(&str, Bytes)>,
+    body: Option<Body>,
 ) -> Message {
     let mut resp = Message::response_to(req, code, reason);
     resp.set(HeaderName::To, leg.dialog.local.clone());
@@ -329,27 +330,27 @@ pub fn response(
         )
     {
         resp.push(HeaderName::Contact, leg.contact.clone());
-        resp.push(HeaderName::Allow, super::ALLOW);
+        resp.push_static(HeaderName::Allow, super::ALLOW);
     }
-    resp.push(
-        HeaderName::Server,
-        concat!("Switchboard/", env!("CARGO_PKG_VERSION")),
-    );
+    resp.push_static(HeaderName::Server, SERVER);
     match body {
         Some((content_type, body)) => resp.set_body(content_type, body),
-        None => resp.push(HeaderName::ContentLength, "0"),
+        None => resp.push_static(HeaderName::ContentLength, "0"),
     }
     resp
 }
 
+/// A body and its Content-Type, both shared with the message they came in.
+pub type Body = (ByteString, Bytes);
+
 /// The body of `msg` with its Content-Type, when it has one.
-pub fn body_of(msg: &Message) -> Option<(String, Bytes)> {
+pub fn body_of(msg: &Message) -> Option<Body> {
     if msg.body.is_empty() {
         return None;
     }
     let content_type = msg
-        .header(&HeaderName::ContentType)
-        .unwrap_or("application/sdp")
-        .to_owned();
+        .header_text(&HeaderName::ContentType)
+        .cloned()
+        .unwrap_or_else(|| ByteString::from_static("application/sdp"));
     Some((content_type, msg.body.clone()))
 }

@@ -263,7 +263,7 @@ impl Engine {
                     // §8.1.3.1: no answer counts as a 408.
                     if let Some(request) = self.layer.request(key).cloned() {
                         let mut timeout = Message::response_to(&request, 408, None);
-                        timeout.push(HeaderName::ContentLength, "0");
+                        timeout.push_static(HeaderName::ContentLength, "0");
                         self.on_response(key, timeout, now);
                     }
                 }
@@ -514,7 +514,7 @@ fn reply_in(call: &Call, leg: Leg, req: &Message, code: u16, reason: Option<&str
         Some(l) => call::response(req, code, reason, l, None),
         None => {
             let mut resp = Message::response_to(req, code, reason);
-            resp.push(HeaderName::ContentLength, "0");
+            resp.push_static(HeaderName::ContentLength, "0");
             resp
         }
     }
@@ -553,7 +553,7 @@ fn ack_reinvite(
     let local = local_for(local_ips, &flow);
     let seq = resp.cseq().map(|c| c.seq).unwrap_or(leg.dialog.local_seq);
     let mut ack = leg.dialog.ack(seq, &call::via(&flow, local));
-    ack.push(HeaderName::ContentLength, "0");
+    ack.push_static(HeaderName::ContentLength, "0");
     out.push(&flow, &ack);
 }
 
@@ -563,7 +563,7 @@ fn answer_body(
     call: &mut Call,
     resp: &Message,
     towards: IpAddr,
-) -> Result<Option<(String, bytes::Bytes)>, Unusable> {
+) -> Result<Option<call::Body>, Unusable> {
     let Some((content_type, body)) = call::body_of(resp) else {
         return Ok(None);
     };

@@ -73,7 +73,7 @@ impl Engine {
         let mut bye = target
             .dialog
             .request(Method::Bye, &call::via(&flow, local), "");
-        bye.push(HeaderName::ContentLength, "0");
+        bye.push_static(HeaderName::ContentLength, "0");
         self.send(bye, &flow, Role::Own, now);
     }
 
@@ -138,8 +138,8 @@ impl Engine {
             }
         }
         match body {
-            Some((content_type, body)) => out.set_body(&content_type, body),
-            None => out.push(HeaderName::ContentLength, "0"),
+            Some((content_type, body)) => out.set_body(content_type, body),
+            None => out.push_static(HeaderName::ContentLength, "0"),
         }
         self.send(
             out,
@@ -209,13 +209,7 @@ impl Engine {
         let Some(leg) = call.established(from) else {
             return;
         };
-        let answer_msg = call::response(
-            &request,
-            code,
-            resp.reason(),
-            leg,
-            body.as_ref().map(|(t, b)| (t.as_str(), b.clone())),
-        );
+        let answer_msg = call::response(&request, code, resp.reason(), leg, body.clone());
         let reply = self.txs.get(answer).map(|t| t.flow.clone());
         let seq = request.cseq().map(|c| c.seq).unwrap_or(0);
         self.respond(answer, answer_msg.clone(), now);
@@ -271,8 +265,8 @@ impl Engine {
         let local = local_for(&mut self.local_ips, &flow);
         let mut ack = b.dialog.ack(b.dialog.local_seq, &call::via(&flow, local));
         match body {
-            Some((content_type, body)) => ack.set_body(&content_type, body),
-            None => ack.push(HeaderName::ContentLength, "0"),
+            Some((content_type, body)) => ack.set_body(content_type, body),
+            None => ack.push_static(HeaderName::ContentLength, "0"),
         }
         let bytes = ack.to_bytes();
         call.b_ack = Some(bytes.clone());

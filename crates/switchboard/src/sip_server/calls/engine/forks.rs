@@ -85,13 +85,8 @@ impl Engine {
                 let towards = advertised(self.public_ip, &mut self.local_ips, &call.a.flow);
                 // Early media is relayed like the answer; an unusable one is left out.
                 let body = answer_body(call, &resp, towards).ok().flatten();
-                let ringing = call::response(
-                    &call.a_invite,
-                    code,
-                    resp.reason(),
-                    &call.a,
-                    body.as_ref().map(|(t, b)| (t.as_str(), b.clone())),
-                );
+                let ringing =
+                    call::response(&call.a_invite, code, resp.reason(), &call.a, body.clone());
                 let a_key = call.a_invite_key.clone();
                 self.respond(&a_key, ringing, now);
             }
@@ -139,7 +134,7 @@ impl Engine {
         let local = self.local_addr(flow);
         let ack = dialog.ack(dialog.local_seq, &call::via(flow, local));
         let mut ack = ack;
-        ack.push(HeaderName::ContentLength, "0");
+        ack.push_static(HeaderName::ContentLength, "0");
         self.out.push(flow, &ack);
         Some(dialog)
     }
@@ -162,7 +157,7 @@ impl Engine {
         if let Some(mut dialog) = self.ack_answer(&invite, resp, &flow) {
             let local = self.local_addr(&flow);
             let mut bye = dialog.request(Method::Bye, &call::via(&flow, local), "");
-            bye.push(HeaderName::ContentLength, "0");
+            bye.push_static(HeaderName::ContentLength, "0");
             self.send(bye, &flow, Role::Own, now);
         }
     }
@@ -207,7 +202,7 @@ impl Engine {
                 let mut dialog = dialog;
                 let local = local_for(&mut self.local_ips, &flow);
                 let mut bye = dialog.request(Method::Bye, &call::via(&flow, local), "");
-                bye.push(HeaderName::ContentLength, "0");
+                bye.push_static(HeaderName::ContentLength, "0");
                 self.send(bye, &flow, Role::Own, now);
                 self.fail(id, 488, &why, Disposition::Failed, now);
                 return;
@@ -232,13 +227,7 @@ impl Engine {
             call.forks = won;
             rest
         };
-        let ok = call::response(
-            &call.a_invite,
-            200,
-            None,
-            &call.a,
-            body.as_ref().map(|(t, b)| (t.as_str(), b.clone())),
-        );
+        let ok = call::response(&call.a_invite, 200, None, &call.a, body.clone());
         let watch_media = call.media.is_some();
         let a_key = call.a_invite_key.clone();
         let seq = call.a.dialog.remote_seq.unwrap_or(0);

@@ -334,7 +334,7 @@ impl Engine {
             let mut bye = old
                 .dialog
                 .request(Method::Bye, &call::via(&flow, local), "");
-            bye.push(HeaderName::ContentLength, "0");
+            bye.push_static(HeaderName::ContentLength, "0");
             self.send(bye, &flow, Role::Own, now);
         }
         let Some(call) = self.calls.get_mut(&id) else {
