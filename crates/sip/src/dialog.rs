@@ -38,6 +38,15 @@ fn missing(what: &str) -> ParseError {
     ParseError::malformed(format!("missing {what}"))
 }
 
+/// `<seq> <METHOD>`, the CSeq value of a request.
+pub(crate) fn cseq_value(seq: u32, method: &Method) -> String {
+    let mut out = String::with_capacity(16);
+    out.push_str(itoa::Buffer::new().format(seq));
+    out.push(' ');
+    out.push_str(method.as_str());
+    out
+}
+
 /// The value of `name` as received (shared, not copied), for a header that was
 /// parsed already.
 fn header_text(msg: &Message, name: &HeaderName) -> Result<ByteString, ParseError> {
@@ -155,7 +164,7 @@ impl Dialog {
         msg.push(HeaderName::From, self.local.clone());
         msg.push(HeaderName::To, self.remote.clone());
         msg.push(HeaderName::CallId, self.call_id.clone());
-        msg.push(HeaderName::CSeq, format!("{seq} {method}"));
+        msg.push(HeaderName::CSeq, cseq_value(seq, &method));
         if !contact.is_empty() {
             msg.push(HeaderName::Contact, contact.to_owned());
         }

@@ -243,7 +243,7 @@ impl Message {
     /// `top_via` does not parse what was just written (the transaction layer reads
     /// the top Via of every request it sends).
     pub fn push_via(&mut self, via: Via) {
-        let value = ByteString::from(via.to_string());
+        let value = ByteString::from(crate::text::render(&via, 96));
         if self.header(&HeaderName::Via).is_none() {
             self.parsed.make_mut().via = Some(Typed::new(&value, vec![via]));
         }

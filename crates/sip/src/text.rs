@@ -230,6 +230,15 @@ pub fn display_in(buf: &mut [u8], value: impl std::fmt::Display) -> &str {
     std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
+/// `value` written into a `String` of `capacity` bytes: `to_string` starts empty
+/// and grows the buffer several times over for a header or a description.
+pub fn render(value: &impl std::fmt::Display, capacity: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(capacity);
+    let _ = write!(out, "{value}");
+    out
+}
+
 /// The longest text of an IP address (IPv6 with an embedded IPv4 address).
 pub const IP_TEXT_MAX: usize = 45;
 
@@ -347,9 +356,30 @@ pub fn escape_quoted(s: &str) -> String {
     out
 }
 
-/// Quotes `s` as a quoted-string.
-pub fn quote(s: &str) -> String {
-    format!("\"{}\"", escape_quoted(s))
+/// Writes `s` as a quoted-string (a display name, say) without a copy of its own.
+pub fn write_quoted(out: &mut impl std::fmt::Write, s: &str) -> std::fmt::Result {
+    out.write_str("\"")?;
+    let mut rest = s;
+    while let Some(i) = rest.find(['"', '\\']) {
+        out.write_str(&rest[..i])?;
+        out.write_str("\\")?;
+        out.write_str(&rest[i..=i])?;
+        rest = &rest[i + 1..];
+    }
+    out.write_str(rest)?;
+    out.write_str("\"")
+}
+
+/// `ip` as a URI host: dotted IPv4, or IPv6 in brackets.
+pub fn push_host(out: &mut String, ip: std::net::IpAddr) {
+    let v6 = ip.is_ipv6();
+    if v6 {
+        out.push('[');
+    }
+    out.push_str(ip_in(&mut [0; IP_TEXT_MAX], ip));
+    if v6 {
+        out.push(']');
+    }
 }
 
 #[cfg(test)]
@@ -437,6 +467,9 @@ mod tests {
         );
         assert_eq!(split_commas("a,,b").collect::<Vec<_>>(), vec!["a", "", "b"]);
         assert_eq!(split_commas("").collect::<Vec<_>>(), vec![""]);
-        assert_eq!(quote(r#"x"y\"#), r#""x\"y\\""#);
+        let mut quoted = String::new();
+        write_quoted(&mut quoted, r#"x"y\"#).unwrap();
+        assert_eq!(quoted, r#""x\"y\\""#);
+        assert_eq!(quoted.as_str(), format!("\"{}\"", escape_quoted(r#"x"y\"#)));
     }
 }

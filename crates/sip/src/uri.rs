@@ -518,14 +518,22 @@ pub fn percent_decode(s: &str) -> Result<String, String> {
 /// Escapes what a user part may not contain literally.
 pub fn escape_user(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    push_escaped_user(&mut out, s);
+    out
+}
+
+/// [`escape_user`] appended to `out`.
+pub fn push_escaped_user(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in s.bytes() {
         if is_user_byte(b) && b != b'%' {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -50,7 +50,9 @@ impl CSeq {
 
 impl fmt::Display for CSeq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.seq, self.method)
+        f.write_str(itoa::Buffer::new().format(self.seq))?;
+        f.write_str(" ")?;
+        f.write_str(self.method.as_str())
     }
 }
 

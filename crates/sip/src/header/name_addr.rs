@@ -6,7 +6,7 @@ use std::fmt;
 use compact_str::CompactString;
 
 use crate::params::Params;
-use crate::text::{Scanner, is_token_byte, is_ws, quote, split_commas, unquote};
+use crate::text::{Scanner, is_token_byte, is_ws, split_commas, unquote, write_quoted};
 use crate::uri::Uri;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,10 +105,15 @@ fn angle<'a>(sc: &mut Scanner<'a>) -> Result<&'a str, String> {
 
 impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `write_str` and the parts' own `fmt`: every From, To and Contact written.
         if let Some(d) = &self.display {
-            write!(f, "{} ", quote(d))?;
+            write_quoted(f, d)?;
+            f.write_str(" ")?;
         }
-        write!(f, "<{}>{}", self.uri, self.params)
+        f.write_str("<")?;
+        fmt::Display::fmt(&self.uri, f)?;
+        f.write_str(">")?;
+        fmt::Display::fmt(&self.params, f)
     }
 }
 

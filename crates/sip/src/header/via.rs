@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 use crate::params::Params;
 use crate::text::{Scanner, display_in, is_token_byte, split_commas};
 use crate::uri::Host;
@@ -12,7 +14,7 @@ pub const BRANCH_COOKIE: &str = "z9hG4bK";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Via {
     /// `UDP`, `TCP`, `TLS`, `SCTP`, `WS`, `WSS` or any other token, uppercased.
-    pub transport: String,
+    pub transport: CompactString,
     pub host: Host,
     pub port: Option<u16>,
     pub params: Params,
@@ -23,7 +25,7 @@ impl Via {
         let mut params = Params::new();
         params.set("branch", Some(branch));
         Self {
-            transport: transport.to_ascii_uppercase(),
+            transport: uppercase(transport),
             host,
             port,
             params,
@@ -128,7 +130,7 @@ impl Via {
             Host::parse(r).map_err(|e| format!("Via received: {e}"))?;
         }
         Ok(Self {
-            transport: transport.to_ascii_uppercase(),
+            transport: uppercase(transport),
             host,
             port,
             params,
@@ -175,13 +177,27 @@ fn split_sent_by(s: &str) -> Result<(Host, Option<u16>), String> {
     Ok((Host::parse(host)?, port))
 }
 
+/// `s` in upper case, inline (no allocation) for a transport name.
+fn uppercase(s: &str) -> CompactString {
+    let mut out = CompactString::from(s);
+    out.make_ascii_uppercase();
+    out
+}
+
+// Piece by piece (`write_str`, the parts' own `fmt`), not `write!` with arguments:
+// every request and response carries Vias, and each argument costs a trip through
+// the formatter's padding.
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        f.write_str("SIP/2.0/")?;
+        f.write_str(&self.transport)?;
+        f.write_str(" ")?;
+        fmt::Display::fmt(&self.host, f)?;
         if let Some(p) = self.port {
-            write!(f, ":{p}")?;
+            f.write_str(":")?;
+            f.write_str(itoa::Buffer::new().format(p))?;
         }
-        write!(f, "{}", self.params)
+        fmt::Display::fmt(&self.params, f)
     }
 }
 

@@ -155,13 +155,14 @@ impl Rtpmap {
 impl fmt::Display for Rtpmap {
     /// The attribute value, `<pt> <encoding>/<clock>[/<channels>]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}/{}",
-            self.payload_type, self.encoding, self.clock_rate
-        )?;
+        f.write_str(itoa::Buffer::new().format(self.payload_type))?;
+        f.write_str(" ")?;
+        f.write_str(&self.encoding)?;
+        f.write_str("/")?;
+        f.write_str(itoa::Buffer::new().format(self.clock_rate))?;
         if let Some(channels) = self.channels {
-            write!(f, "/{channels}")?;
+            f.write_str("/")?;
+            f.write_str(itoa::Buffer::new().format(channels))?;
         }
         Ok(())
     }

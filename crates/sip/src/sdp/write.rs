@@ -1,4 +1,8 @@
 //! SDP writer: RFC 8866 field order, CRLF line endings, single spaces between tokens.
+//!
+//! Written piece by piece (`write_str`, numbers through `itoa`) rather than with
+//! `write!` and arguments: every call rewrites two descriptions, and each argument
+//! took a trip through the formatter's padding.
 
 use std::fmt::{self, Display, Formatter};
 
@@ -7,77 +11,101 @@ use super::{Attribute, Bandwidth, Connection, MediaDescription, Origin, SessionD
 impl Display for SessionDescription {
     /// The whole description, each line ending in CRLF.
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "v={}\r\n", self.version)?;
-        write!(f, "o={}\r\n", self.origin)?;
-        write!(f, "s={}\r\n", self.session_name)?;
-        line(f, 'i', self.info.as_ref())?;
-        line(f, 'u', self.uri.as_ref())?;
-        lines(f, 'e', &self.emails)?;
-        lines(f, 'p', &self.phones)?;
-        line(f, 'c', self.connection.as_ref())?;
-        lines(f, 'b', &self.bandwidths)?;
+        f.write_str("v=")?;
+        f.write_str(itoa::Buffer::new().format(self.version))?;
+        f.write_str("\r\no=")?;
+        self.origin.fmt(f)?;
+        f.write_str("\r\ns=")?;
+        f.write_str(&self.session_name)?;
+        f.write_str("\r\n")?;
+        line(f, "i=", self.info.as_ref())?;
+        line(f, "u=", self.uri.as_ref())?;
+        lines(f, "e=", &self.emails)?;
+        lines(f, "p=", &self.phones)?;
+        line(f, "c=", self.connection.as_ref())?;
+        lines(f, "b=", &self.bandwidths)?;
         for timing in &self.times {
-            write!(f, "t={} {}\r\n", timing.start, timing.stop)?;
-            lines(f, 'r', &timing.repeats)?;
+            f.write_str("t=")?;
+            f.write_str(itoa::Buffer::new().format(timing.start))?;
+            f.write_str(" ")?;
+            f.write_str(itoa::Buffer::new().format(timing.stop))?;
+            f.write_str("\r\n")?;
+            lines(f, "r=", &timing.repeats)?;
         }
         // After every time description: valid for RFC 4566 and RFC 8866 alike.
-        line(f, 'z', self.time_zones.as_ref())?;
-        line(f, 'k', self.key.as_ref())?;
-        lines(f, 'a', &self.attributes)?;
-        for media in &self.media {
-            write!(f, "{media}")?;
-        }
-        Ok(())
+        line(f, "z=", self.time_zones.as_ref())?;
+        line(f, "k=", self.key.as_ref())?;
+        lines(f, "a=", &self.attributes)?;
+        self.media.iter().try_for_each(|media| media.fmt(f))
     }
 }
 
 impl Display for MediaDescription {
     /// The whole `m=` section, each line ending in CRLF.
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "m={} {}", self.media, self.port)?;
+        f.write_str("m=")?;
+        f.write_str(&self.media)?;
+        f.write_str(" ")?;
+        f.write_str(itoa::Buffer::new().format(self.port))?;
         if let Some(n) = self.num_ports {
-            write!(f, "/{n}")?;
+            f.write_str("/")?;
+            f.write_str(itoa::Buffer::new().format(n))?;
         }
-        write!(f, " {}", self.proto)?;
+        f.write_str(" ")?;
+        f.write_str(&self.proto)?;
         for format in &self.formats {
-            write!(f, " {format}")?;
+            f.write_str(" ")?;
+            f.write_str(format)?;
         }
         f.write_str("\r\n")?;
-        line(f, 'i', self.info.as_ref())?;
-        line(f, 'c', self.connection.as_ref())?;
-        lines(f, 'b', &self.bandwidths)?;
-        line(f, 'k', self.key.as_ref())?;
-        lines(f, 'a', &self.attributes)
+        line(f, "i=", self.info.as_ref())?;
+        line(f, "c=", self.connection.as_ref())?;
+        lines(f, "b=", &self.bandwidths)?;
+        line(f, "k=", self.key.as_ref())?;
+        lines(f, "a=", &self.attributes)
     }
 }
 
 impl Display for Origin {
     /// The `o=` value.
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {} {} {} {}",
-            self.username,
-            self.session_id,
-            self.session_version,
-            self.net_type,
-            self.addr_type,
-            self.address
-        )
+        for (i, part) in [
+            &self.username,
+            &self.session_id,
+            &self.session_version,
+            &self.net_type,
+            &self.addr_type,
+            &self.address,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(part)?;
+        }
+        Ok(())
     }
 }
 
 impl Display for Connection {
     /// The `c=` value.
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.net_type, self.addr_type, self.address)
+        f.write_str(&self.net_type)?;
+        f.write_str(" ")?;
+        f.write_str(&self.addr_type)?;
+        f.write_str(" ")?;
+        f.write_str(&self.address)
     }
 }
 
 impl Display for Bandwidth {
     /// The `b=` value.
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.bwtype, self.bandwidth)
+        f.write_str(&self.bwtype)?;
+        f.write_str(":")?;
+        f.write_str(itoa::Buffer::new().format(self.bandwidth))
     }
 }
 
@@ -86,19 +114,24 @@ impl Display for Attribute {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)?;
         if let Some(value) = &self.value {
-            write!(f, ":{value}")?;
+            f.write_str(":")?;
+            f.write_str(value)?;
         }
         Ok(())
     }
 }
 
-fn line(f: &mut Formatter<'_>, kind: char, value: Option<&impl Display>) -> fmt::Result {
-    match value {
-        Some(value) => write!(f, "{kind}={value}\r\n"),
-        None => Ok(()),
-    }
+/// `<kind>=<value>` CRLF, when there is a value.
+fn line(f: &mut Formatter<'_>, kind: &str, value: Option<&impl Display>) -> fmt::Result {
+    value.map_or(Ok(()), |v| value_line(f, kind, v))
 }
 
-fn lines(f: &mut Formatter<'_>, kind: char, values: &[impl Display]) -> fmt::Result {
-    values.iter().try_for_each(|v| write!(f, "{kind}={v}\r\n"))
+fn lines(f: &mut Formatter<'_>, kind: &str, values: &[impl Display]) -> fmt::Result {
+    values.iter().try_for_each(|v| value_line(f, kind, v))
+}
+
+fn value_line(f: &mut Formatter<'_>, kind: &str, value: &impl Display) -> fmt::Result {
+    f.write_str(kind)?;
+    value.fmt(f)?;
+    f.write_str("\r\n")
 }

@@ -9,9 +9,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use switchboard_sip::ByteString;
 use switchboard_sip::dialog::Dialog;
-use switchboard_sip::header::{HeaderName, NameAddr, Via};
+use switchboard_sip::header::{HeaderName, Via};
 use switchboard_sip::sdp::SessionDescription;
+use switchboard_sip::text::{push_host, write_quoted};
 use switchboard_sip::transaction::{TransactionKey, branch_of};
+use switchboard_sip::uri::push_escaped_user;
 use switchboard_sip::{Host, Message, Method, Uri};
 
 use super::media::Media;
@@ -198,9 +200,25 @@ impl Call {
 /// Our Server and User-Agent header.
 const SERVER: &str = concat!("Switchboard/", env!("CARGO_PKG_VERSION"));
 
-/// A random tag or Call-ID part: 64 bits as hex.
+/// A random tag: 64 bits as hex.
 pub fn token() -> String {
-    format!("{:016x}", rand::random::<u64>())
+    random_hex(1)
+}
+
+/// A random Call-ID: 128 bits as hex.
+pub fn call_id() -> String {
+    random_hex(2)
+}
+
+fn random_hex(words: usize) -> String {
+    let mut out = String::with_capacity(16 * words);
+    for _ in 0..words {
+        let mut hex = [0u8; 16];
+        hex::encode_to_slice(rand::random::<u64>().to_be_bytes(), &mut hex)
+            .expect("16 digits for 8 bytes");
+        out.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
+    }
+    out
 }
 
 /// A fresh RFC 3261 branch.
@@ -230,28 +248,44 @@ pub fn via(flow: &Flow, local: SocketAddr) -> Via {
 }
 
 /// Our Contact in a dialog over `flow`.
+// Written piece by piece, like `identity`: each call writes several of them.
 pub fn contact(flow: &Flow, local: SocketAddr, user: &str) -> String {
-    let host = Host::from(local.ip());
     let transport = match flow.transport {
         SipTransport::Udp => "",
         SipTransport::Tcp => ";transport=tcp",
         SipTransport::Tls => ";transport=tls",
     };
-    let user = switchboard_sip::uri::escape_user(user);
-    format!("<sip:{user}@{host}:{}{transport}>", local.port())
+    let mut out = String::with_capacity(64 + user.len());
+    out.push_str("<sip:");
+    push_escaped_user(&mut out, user);
+    out.push('@');
+    push_host(&mut out, local.ip());
+    out.push(':');
+    out.push_str(itoa::Buffer::new().format(local.port()));
+    out.push_str(transport);
+    out.push('>');
+    out
 }
 
-/// The identity the callee sees: the calling extension's name and number in our domain.
+/// The identity the callee sees: the calling extension's name and number in our domain
+/// (`localhost` when the realm is not a host name).
 pub fn identity(name: &str, number: &str, realm: &str) -> String {
-    let uri = switchboard_sip::SipUri::new(
-        Some(number),
-        Host::parse(realm).unwrap_or_else(|_| Host::parse("localhost").expect("a host")),
-    );
-    let mut addr = NameAddr::new(Uri::Sip(uri));
+    let host = if Host::parse(realm).is_ok() {
+        realm
+    } else {
+        "localhost"
+    };
+    let mut out = String::with_capacity(name.len() + number.len() + host.len() + 16);
     if !name.is_empty() {
-        addr.display = Some(name.into());
+        let _ = write_quoted(&mut out, name);
+        out.push(' ');
     }
-    addr.to_string()
+    out.push_str("<sip:");
+    push_escaped_user(&mut out, number);
+    out.push('@');
+    out.push_str(host);
+    out.push('>');
+    out
 }
 
 /// Who a leg the PBX places comes from, and its dialog identifiers.
@@ -289,7 +323,11 @@ pub fn fork_invite(
     msg.push_via(via(flow, local));
     msg.push_static(HeaderName::MaxForwards, "70");
     let from = identity(origin.name, origin.number, realm);
-    msg.push(HeaderName::From, format!("{from};tag={}", origin.tag));
+    let mut tagged = String::with_capacity(from.len() + 5 + origin.tag.len());
+    tagged.push_str(&from);
+    tagged.push_str(";tag=");
+    tagged.push_str(origin.tag);
+    msg.push(HeaderName::From, tagged);
     msg.push(HeaderName::To, identity("", callee, realm));
     msg.push(HeaderName::CallId, origin.call_id.to_owned());
     msg.push_static(HeaderName::CSeq, "1 INVITE");
@@ -353,4 +391,50 @@ pub fn body_of(msg: &Message) -> Option<Body> {
         .cloned()
         .unwrap_or_else(|| ByteString::from_static("application/sdp"));
     Some((content_type, msg.body.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_sip::SipUri;
+    use switchboard_sip::header::NameAddr;
+
+    use super::*;
+
+    #[test]
+    fn identities_and_contacts_are_what_the_typed_headers_write() {
+        for (name, number, realm) in [
+            ("", "2001", "pbx.example"),
+            ("Ann \"The\" Operator\\", "2001", "pbx.example"),
+            ("Bob", "+49 30#1", "192.0.2.1"),
+            ("Eve", "2002", "not a host"),
+        ] {
+            let host = Host::parse(realm).unwrap_or_else(|_| Host::parse("localhost").unwrap());
+            let mut addr = NameAddr::new(Uri::Sip(SipUri::new(Some(number), host)));
+            if !name.is_empty() {
+                addr.display = Some(name.into());
+            }
+            let written = identity(name, number, realm);
+            assert_eq!(written, addr.to_string());
+            assert_eq!(NameAddr::parse(&written).unwrap(), addr, "{written}");
+        }
+        let flow = |transport| Flow {
+            transport,
+            local: "192.0.2.1:5060".parse().unwrap(),
+            remote: "192.0.2.9:5060".parse().unwrap(),
+            conn: None,
+        };
+        let v4: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:5061".parse().unwrap();
+        assert_eq!(
+            contact(&flow(SipTransport::Udp), v4, "20 01"),
+            "<sip:20%2001@192.0.2.1:5060>"
+        );
+        assert_eq!(
+            contact(&flow(SipTransport::Tls), v6, "2001"),
+            "<sip:2001@[2001:db8::1]:5061;transport=tls>"
+        );
+        assert_eq!(token().len(), 16);
+        assert_eq!(call_id().len(), 32);
+        assert!(call_id().bytes().all(|b| b.is_ascii_hexdigit()));
+    }
 }

@@ -141,7 +141,7 @@ impl Media {
         let mut ports = vec![0u16; sdp.media.len()];
         ports[stream] = self.session.port(side(from.other()));
         sdp.anchor(towards, &ports);
-        Ok(Bytes::from(sdp.to_string()))
+        Ok(Bytes::from(switchboard_sip::text::render(&sdp, 512)))
     }
 }
 

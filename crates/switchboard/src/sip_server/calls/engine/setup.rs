@@ -185,7 +185,7 @@ impl Engine {
                 flow: reply,
                 contact,
             },
-            b_call_id: format!("{}{}", call::token(), call::token()),
+            b_call_id: call::call_id(),
             b_tag: call::token(),
             forks: Vec::new(),
             abandoned: Vec::new(),

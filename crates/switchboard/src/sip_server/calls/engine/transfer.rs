@@ -149,7 +149,7 @@ impl Engine {
                 call.target.clone().unwrap_or_else(|| call.dialled.clone()),
             ),
         };
-        let (call_id, tag) = (format!("{}{}", call::token(), call::token()), call::token());
+        let (call_id, tag) = (call::call_id(), call::token());
         let mut forks = Vec::new();
         for binding in bindings {
             let Ok(target) = Uri::parse(&binding.contact_uri) else {
