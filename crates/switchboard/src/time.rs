@@ -1,7 +1,7 @@
 //! Time as the store keeps it (UTC milliseconds since the epoch) and as the API shows
 //! it (RFC 3339 with `Z`).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::{Serialize, Serializer};
 
 /// A UTC instant in milliseconds since the Unix epoch.
@@ -26,14 +26,45 @@ impl Timestamp {
     }
 
     pub fn to_rfc3339(self) -> String {
-        self.to_datetime()
-            .to_rfc3339_opts(SecondsFormat::Secs, true)
+        match self.rfc3339_in(&mut [0; 20]) {
+            Some(text) => text.to_owned(),
+            None => self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::Secs, true),
+        }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SSZ` written into `buf` digit by digit, for years 0 to 9999
+    /// (`None` otherwise): every call event carries two or three times, and chrono's
+    /// formatter with its String was most of the cost of serializing one.
+    fn rfc3339_in(self, buf: &mut [u8; 20]) -> Option<&str> {
+        let t = self.to_datetime();
+        let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+        let mut at = 0;
+        let mut put = |value: u32, digits: u32, then: u8| {
+            for d in (0..digits).rev() {
+                buf[at] = b'0' + (value / 10u32.pow(d) % 10) as u8;
+                at += 1;
+            }
+            buf[at] = then;
+            at += 1;
+        };
+        put(year, 4, b'-');
+        put(t.month(), 2, b'-');
+        put(t.day(), 2, b'T');
+        put(t.hour(), 2, b':');
+        put(t.minute(), 2, b':');
+        put(t.second(), 2, b'Z');
+        std::str::from_utf8(buf).ok()
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        match self.rfc3339_in(&mut [0; 20]) {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_str(&self.to_rfc3339()),
+        }
     }
 }
 
@@ -62,5 +93,21 @@ mod tests {
             "2025-12-07T08:00:00Z"
         );
         assert_eq!(Timestamp(0).plus_secs(90).0, 90_000);
+        // Written by hand for years 0-9999, through chrono beyond: both as chrono writes.
+        for millis in [
+            0,
+            999,
+            1_765_094_400_999,
+            -1,
+            253_402_300_799_000,
+            253_402_300_800_000,
+            -62_167_219_200_000,
+            -62_167_219_200_001,
+        ] {
+            let t = Timestamp(millis);
+            let chrono = t.to_datetime().to_rfc3339_opts(SecondsFormat::Secs, true);
+            assert_eq!(t.to_rfc3339(), chrono, "{millis}");
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{chrono}\""));
+        }
     }
 }

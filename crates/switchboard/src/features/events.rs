@@ -106,27 +106,29 @@ pub async fn emit(
 
 /// Appends several events (type and JSON data) to the outbox on `conn` (a
 /// transaction), in order, in as few statements as the database allows.
-pub async fn emit_many(conn: &mut Conn, events: &[(EventType, String)]) -> store::Result<()> {
+pub async fn emit_many(conn: &mut Conn, events: Vec<(EventType, String)>) -> store::Result<()> {
     let now = Timestamp::now();
-    let ids: Vec<String> = events
-        .iter()
-        .map(|_| uuid::Uuid::now_v7().to_string())
-        .collect();
-    let rows: Vec<store::events::NewEvent<'_>> = ids
-        .iter()
-        .zip(events)
-        .map(|(id, (event_type, data))| (id.as_str(), event_type.as_str(), now, data.as_str()))
-        .collect();
-    store::events::append_many(conn, &rows).await?;
     // One labelled counter lookup per type in the batch, not per event (a call storm's
     // batches hold thousands of events of three types).
     let mut counts: Vec<(EventType, u64)> = Vec::new();
-    for (event_type, _) in events {
+    for (event_type, _) in &events {
         match counts.iter_mut().find(|(t, _)| t == event_type) {
             Some((_, n)) => *n += 1,
             None => counts.push((*event_type, 1)),
         }
     }
+    let rows: Vec<store::events::NewEvent> = events
+        .into_iter()
+        .map(|(event_type, data)| {
+            (
+                uuid::Uuid::now_v7().to_string(),
+                event_type.as_str(),
+                now,
+                data,
+            )
+        })
+        .collect();
+    store::events::append_many(conn, rows).await?;
     for (event_type, n) in counts {
         metrics::counter!("switchboard_events_emitted_total", "event_type" => event_type.as_str())
             .increment(n);

@@ -45,27 +45,30 @@ fn from_row(r: &AnyRow) -> Result<CdrRow> {
     })
 }
 
-/// Inserts records, many per statement.
-pub async fn insert_many(conn: &mut Conn, rows: &[&CdrRow]) -> Result<()> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
+/// Inserts records, many per statement. Taken by value: binding moves each text
+/// rather than copying it (sqlx copies a bound `&str`, twice).
+pub async fn insert_many(conn: &mut Conn, rows: Vec<CdrRow>) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<CdrRow> = rows.by_ref().take(INSERT_CHUNK).collect();
         let mut sql = format!("INSERT INTO cdr ({COLUMNS}) VALUES ");
         sql.push_str(&super::row_placeholders(conn, chunk.len(), COLUMN_COUNT));
         // Only placeholders are added to the SQL; every value is bound.
         let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for r in chunk {
             q = q
-                .bind(r.id.as_str())
-                .bind(r.caller.as_str())
-                .bind(r.caller_name.as_str())
-                .bind(r.callee.as_str())
-                .bind(r.answered_by.as_deref())
+                .bind(r.id)
+                .bind(r.caller)
+                .bind(r.caller_name)
+                .bind(r.callee)
+                .bind(r.answered_by)
                 .bind(r.started_at.0)
                 .bind(r.answered_at.map(|t| t.0))
                 .bind(r.ended_at.0)
                 .bind(r.duration)
-                .bind(r.disposition.as_str())
-                .bind(r.hangup_cause.as_str())
-                .bind(r.codec.as_deref());
+                .bind(r.disposition)
+                .bind(r.hangup_cause)
+                .bind(r.codec);
         }
         q.execute(&mut *conn).await?;
     }

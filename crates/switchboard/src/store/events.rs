@@ -34,22 +34,25 @@ pub async fn append(
     .map(|_| ())
 }
 
-/// One event to append: id, type, time, JSON data.
-pub type NewEvent<'a> = (&'a str, &'a str, Timestamp, &'a str);
+/// One event to append: id, type, time, JSON data. Owned, so that binding moves the
+/// text rather than copying it (sqlx copies a bound `&str`, twice).
+pub type NewEvent = (String, &'static str, Timestamp, String);
 
 /// Rows per statement, well under both databases' bound-parameter limits.
 const APPEND_CHUNK: usize = 200;
 
 /// Appends `events` in order, many per statement (a call storm writes three per call).
-pub async fn append_many(conn: &mut Conn, events: &[NewEvent<'_>]) -> Result<()> {
-    for chunk in events.chunks(APPEND_CHUNK) {
+pub async fn append_many(conn: &mut Conn, events: Vec<NewEvent>) -> Result<()> {
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<NewEvent> = events.by_ref().take(APPEND_CHUNK).collect();
         let mut sql =
             String::from("INSERT INTO events (event_id, event_type, occurred_at, data) VALUES ");
         sql.push_str(&super::row_placeholders(conn, chunk.len(), 4));
         // Only placeholders are added to the SQL; every value is bound.
         let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for (id, event_type, at, data) in chunk {
-            q = q.bind(*id).bind(*event_type).bind(at.millis()).bind(*data);
+            q = q.bind(id).bind(event_type).bind(at.millis()).bind(data);
         }
         q.execute(&mut *conn).await?;
     }

@@ -146,13 +146,13 @@ async fn commit(db: &Db, batch: &[CallEvent]) -> store::Result<()> {
             _ => None,
         })
         .collect();
-    cdr::insert_many(&mut tx, &rows.iter().collect::<Vec<_>>()).await?;
+    cdr::insert_many(&mut tx, rows).await?;
     let events = batch
         .iter()
         .map(event)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| sqlx::Error::Encode(e.into()))?;
-    emit_many(&mut tx, &events).await?;
+    emit_many(&mut tx, events).await?;
     tx.commit().await
 }
 
