@@ -140,39 +140,6 @@ impl Message {
         resp
     }
 
-    /// What a transaction keeps of a message once it only absorbs retransmissions:
-    /// the start line and the headers that identify it (Via, From, To, Call-ID,
-    /// CSeq), copied out, so that the received datagram, the body and the rest are
-    /// freed. A server keeps ended transactions for 64×T1 (32 s): under a call storm
-    /// that is hundreds of thousands of them.
-    pub fn skeleton(&self) -> Self {
-        let start = match &self.start {
-            StartLine::Request { method, uri } => StartLine::Request {
-                method: method.clone(),
-                uri: uri.clone(),
-            },
-            StartLine::Response { code, reason } => StartLine::Response {
-                code: *code,
-                reason: ByteString::from(&**reason),
-            },
-        };
-        let headers = self
-            .headers
-            .iter()
-            .filter(|h| identifies(&h.name))
-            .map(|h| Header {
-                name: h.name.clone(),
-                value: ByteString::from(&*h.value),
-            })
-            .collect();
-        Self {
-            start,
-            headers,
-            body: Bytes::new(),
-            parsed: Parsed::default(),
-        }
-    }
-
     /// A response's reason phrase.
     pub fn reason(&self) -> Option<&str> {
         match &self.start {
@@ -695,34 +662,5 @@ mod tests {
         let again = parse_datagram(m.to_bytes()).unwrap();
         assert_eq!(again.top_via().unwrap().into_owned(), top);
         assert_eq!(again.vias().unwrap(), m.vias().unwrap());
-    }
-
-    #[test]
-    fn a_skeleton_answers_like_the_message_and_keeps_nothing_else() {
-        let invite = parse_datagram(Bytes::from_static(
-            b"INVITE sip:2002@pbx.example SIP/2.0\r\n\
-              Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1;rport\r\n\
-              Max-Forwards: 70\r\n\
-              From: \"Ada\" <sip:2001@pbx.example>;tag=a1\r\n\
-              To: <sip:2002@pbx.example>;tag=b2\r\n\
-              Call-ID: c-1@192.0.2.1\r\n\
-              CSeq: 7 INVITE\r\n\
-              Contact: <sip:2001@192.0.2.1>\r\n\
-              Proxy-Authorization: Digest username=\"2001\", realm=\"pbx\", nonce=\"n\", uri=\"sip:2002@pbx.example\", response=\"0123456789abcdef0123456789abcdef\"\r\n\
-              Content-Type: application/sdp\r\n\
-              Content-Length: 4\r\n\r\nv=0\n",
-        ))
-        .unwrap();
-        let skeleton = invite.skeleton();
-        let names: Vec<&str> = skeleton.headers.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(names, ["Via", "From", "To", "Call-ID", "CSeq"]);
-        assert!(skeleton.body.is_empty());
-        assert_eq!(skeleton.start, invite.start);
-        assert_eq!(skeleton.call_id().unwrap(), "c-1@192.0.2.1");
-        assert_eq!(skeleton.to_addr().unwrap().tag(), Some("b2"));
-        assert_eq!(
-            Message::response_to(&skeleton, 487, None).to_bytes(),
-            Message::response_to(&invite, 487, None).to_bytes(),
-        );
     }
 }

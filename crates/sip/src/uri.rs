@@ -84,6 +84,11 @@ impl fmt::Display for Host {
     }
 }
 
+/// A SIP URI's parameters. One lives inline: a phone's Contact, and so the target of
+/// every request the PBX sends it, usually has one (`transport`), and cloning a URI
+/// (each request keeps its own) allocated for the list.
+pub type UriParams = smallvec::SmallVec<[UriParam; 1]>;
+
 /// A `;name[=value]` URI parameter, escapes kept as written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UriParam {
@@ -100,7 +105,7 @@ pub struct SipUri {
     pub password: Option<CompactString>,
     pub host: Host,
     pub port: Option<u16>,
-    pub params: Vec<UriParam>,
+    pub params: UriParams,
     /// `?name=value&…` header fields, escaped as written.
     pub headers: Vec<(String, String)>,
 }
@@ -113,7 +118,7 @@ impl SipUri {
             password: None,
             host,
             port: None,
-            params: Vec::new(),
+            params: UriParams::new(),
             headers: Vec::new(),
         }
     }
@@ -192,7 +197,7 @@ impl SipUri {
         let mut pieces = split_byte(before_headers, b';');
         let hostport = pieces.next().unwrap_or("");
         let (host, port) = split_hostport(hostport)?;
-        let mut params = Vec::new();
+        let mut params = UriParams::new();
         for piece in pieces {
             let (name, value) = match split_once_byte(piece, b'=') {
                 Some((n, v)) => (n, Some(v)),

@@ -20,7 +20,9 @@ pub struct ClientTransaction {
     reliable: bool,
     timers: Timers,
     state: State,
-    request: Message,
+    /// The request, until a final response: the ACK of a non-2xx is built from it,
+    /// and from then on nothing needs it.
+    request: Option<Message>,
     /// Timer A or E: the next retransmission of the request (unreliable only).
     retransmit: Option<Instant>,
     /// The interval that led to `retransmit`.
@@ -91,7 +93,7 @@ impl ClientTransaction {
             // Reliable transports never retransmit.
             wire: (!reliable).then(|| wire.clone()),
             sent_by,
-            request,
+            request: Some(request),
         };
         Ok((tx, vec![Output::Send(wire)]))
     }
@@ -104,9 +106,9 @@ impl ClientTransaction {
         self.invite
     }
 
-    /// The request the transaction sends.
-    pub fn request(&self) -> &Message {
-        &self.request
+    /// The request the transaction sends, until a final response came.
+    pub fn request(&self) -> Option<&Message> {
+        self.request.as_ref()
     }
 
     /// Whether `sent_by` (the digest of a response's top Via) is the one we put in
@@ -141,18 +143,19 @@ impl ClientTransaction {
             (State::Calling | State::Proceeding, 200..=299) => {
                 self.state = State::Accepted;
                 self.stop_retransmitting();
-                // Never sent again (the TU ACKs the 2xx): see `Message::skeleton`.
-                self.request = self.request.skeleton();
+                // Never sent again: the TU ACKs the 2xx.
+                self.request = None;
                 self.timeout = after(now, self.timers.m());
                 vec![Output::Deliver(response)]
             }
             (State::Calling | State::Proceeding, _) => {
                 self.state = State::Completed;
                 self.stop_retransmitting();
-                self.ack = ack_for(&self.request, &response)
-                    .ok()
+                self.ack = self
+                    .request
+                    .take()
+                    .and_then(|request| ack_for(&request, &response).ok())
                     .map(|ack| ack.to_bytes());
-                self.request = self.request.skeleton();
                 let mut out: Vec<Output> = self.ack.iter().cloned().map(Output::Send).collect();
                 out.push(Output::Deliver(response));
                 self.wait_then_end(self.timers.d(self.reliable), now, &mut out);
@@ -177,7 +180,7 @@ impl ClientTransaction {
             (State::Trying | State::Proceeding, _) => {
                 self.state = State::Completed;
                 self.stop_retransmitting();
-                self.request = self.request.skeleton();
+                self.request = None;
                 let mut out = vec![Output::Deliver(response)];
                 self.wait_then_end(self.timers.k(self.reliable), now, &mut out);
                 out

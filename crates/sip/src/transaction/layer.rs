@@ -70,7 +70,7 @@ impl Tx {
         }
     }
 
-    fn request(&self) -> &Message {
+    fn request(&self) -> Option<&Message> {
         match self {
             Self::Client(c) => c.request(),
             Self::Server(s) => s.request(),
@@ -130,9 +130,9 @@ impl TransactionLayer {
     }
 
     /// The request that created the transaction (e.g. the INVITE a CANCEL targets,
-    /// to build its 487).
+    /// to build its 487), until the transaction had its final response.
     pub fn request(&self, key: &TransactionKey) -> Option<&Message> {
-        self.entries.get(key).map(|e| e.tx.request())
+        self.entries.get(key).and_then(|e| e.tx.request())
     }
 
     /// Drops a transaction without further output, e.g. after a transport error
@@ -407,6 +407,8 @@ mod tests {
             l.respond(&key, ok.clone(), t0 + ms(600)),
             vec![Output::Send(ok.to_bytes())]
         );
+        // Once answered, the transaction keeps the response, not the request.
+        assert_eq!(l.request(&key), None);
         // Then the last response is re-sent.
         assert_eq!(
             l.on_request(bye.clone(), false, t0 + ms(1500)).unwrap(),

@@ -20,7 +20,10 @@ pub struct ServerTransaction {
     reliable: bool,
     timers: Timers,
     state: State,
-    request: Message,
+    /// The request, until the final response: from then on the transaction only
+    /// absorbs retransmissions (for 32 s over UDP, hundreds of thousands of them under
+    /// a call storm), which needs nothing of it.
+    request: Option<Message>,
     /// Re-sent when the request is retransmitted in Proceeding.
     last_provisional: Option<Bytes>,
     /// Re-sent on request retransmissions in Completed and by Timer G.
@@ -73,7 +76,7 @@ impl ServerTransaction {
             } else {
                 None
             },
-            request: request.clone(),
+            request: Some(request.clone()),
         };
         Ok((tx, vec![Output::Deliver(request)]))
     }
@@ -86,9 +89,10 @@ impl ServerTransaction {
         self.invite
     }
 
-    /// The request that created the transaction (to build responses from).
-    pub fn request(&self) -> &Message {
-        &self.request
+    /// The request that created the transaction (to build responses from), until a
+    /// final response was sent.
+    pub fn request(&self) -> Option<&Message> {
+        self.request.as_ref()
     }
 
     /// The To tag of the non-2xx final response sent (the one an RFC 2543 ACK must
@@ -165,7 +169,7 @@ impl ServerTransaction {
                 self.state = State::Accepted;
                 self.trying = None;
                 self.last_provisional = None;
-                self.request = self.request.skeleton();
+                self.request = None;
                 self.timeout = after(now, self.timers.l());
                 out.push(Output::Send(response.to_bytes()));
             }
@@ -173,7 +177,7 @@ impl ServerTransaction {
                 self.state = State::Completed;
                 self.trying = None;
                 self.last_provisional = None;
-                self.request = self.request.skeleton();
+                self.request = None;
                 let wire = self.keep_final(&response);
                 if !self.reliable {
                     self.interval = self.timers.g();
@@ -186,7 +190,7 @@ impl ServerTransaction {
             (false, State::Trying | State::Proceeding, _) => {
                 self.state = State::Completed;
                 self.last_provisional = None;
-                self.request = self.request.skeleton();
+                self.request = None;
                 let wire = self.keep_final(&response);
                 out.push(Output::Send(wire));
                 let wait = self.timers.j(self.reliable);
@@ -223,8 +227,11 @@ impl ServerTransaction {
         let mut out = Vec::new();
         if self.trying.is_some_and(|t| t <= now) {
             self.trying = None;
-            if self.state == State::Proceeding && self.last_provisional.is_none() {
-                let trying = self.trying_response().to_bytes();
+            if self.state == State::Proceeding
+                && self.last_provisional.is_none()
+                && let Some(trying) = self.trying_response()
+            {
+                let trying = trying.to_bytes();
                 self.last_provisional = Some(trying.clone());
                 out.push(Output::Send(trying));
             }
@@ -244,14 +251,16 @@ impl ServerTransaction {
         out
     }
 
-    /// `100 Trying` (§8.2.6.1): no To tag, the request's Timestamp copied.
-    fn trying_response(&self) -> Message {
-        let mut resp = Message::response_to(&self.request, 100, None);
-        if let Some(ts) = self.request.header(&HeaderName::Timestamp) {
+    /// `100 Trying` (§8.2.6.1): no To tag, the request's Timestamp copied. Only sent
+    /// in Proceeding, where the request is kept.
+    fn trying_response(&self) -> Option<Message> {
+        let request = self.request.as_ref()?;
+        let mut resp = Message::response_to(request, 100, None);
+        if let Some(ts) = request.header(&HeaderName::Timestamp) {
             resp.push(HeaderName::Timestamp, ts.to_owned());
         }
         resp.push(HeaderName::ContentLength, "0");
-        resp
+        Some(resp)
     }
 }
 

@@ -47,20 +47,25 @@ pub struct Transports {
 
 /// Messages to send once the message (or batch of datagrams) at hand is handled.
 #[derive(Debug, Default)]
-pub struct Outbox(Vec<(Flow, Bytes)>);
+pub struct Outbox {
+    queued: Vec<(Flow, Bytes)>,
+    /// The datagrams of one UDP socket as `send_all` hands them to `sendmmsg`, kept
+    /// so that a batch allocates nothing.
+    batch: Vec<(SocketAddr, Bytes)>,
+}
 
 impl Outbox {
     pub fn push(&mut self, flow: &Flow, msg: &Message) {
-        self.0.push((flow.clone(), msg.to_bytes()));
+        self.queued.push((flow.clone(), msg.to_bytes()));
     }
 
     pub fn push_bytes(&mut self, flow: Flow, data: Bytes) {
-        self.0.push((flow, data));
+        self.queued.push((flow, data));
     }
 
     /// Moves everything in `other` to the end of this one.
     pub fn append(&mut self, other: &mut Outbox) {
-        self.0.append(&mut other.0);
+        self.queued.append(&mut other.queued);
     }
 }
 
@@ -84,47 +89,62 @@ impl Transports {
     /// Sends everything in `out` (and empties it): UDP in batches per socket, stream
     /// messages to their connections.
     pub fn send_all(&self, out: &mut Outbox, metrics: &SipMetrics) {
-        if out.0.is_empty() {
-            return;
-        }
-        let mut udp: Vec<(SocketAddr, Vec<(SocketAddr, Bytes)>)> = Vec::new();
-        for (flow, data) in out.0.drain(..) {
-            if let Some(id) = flow.conn {
-                if self.send_to_connection(id, data) {
-                    metrics::counter!("switchboard_sip_messages_sent_total", "transport" => flow.transport.as_str()).increment(1);
-                }
-                continue;
-            }
-            match udp.iter_mut().find(|(local, _)| *local == flow.local) {
-                Some((_, items)) => items.push((flow.remote, data)),
-                None => udp.push((flow.local, vec![(flow.remote, data)])),
-            }
-        }
-        for (local, items) in udp {
-            let Some(socket) = self.udp_socket(local) else {
-                continue;
-            };
-            let sent = match super::udp::send_batch(&socket, &items) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::debug!(error = %e, "UDP send failed");
-                    0
-                }
-            };
-            metrics.udp_sent.increment(sent as u64);
-            if sent < items.len() {
-                // The socket buffer is full: the rest waits for room, in order, on a
-                // thread that may block (up to the socket's write timeout per send).
-                let rest = items[sent..].to_vec();
-                let udp_sent = metrics.udp_sent.clone();
-                tokio::task::spawn_blocking(move || {
-                    for (to, data) in rest {
-                        if socket.send_to(&data, to).is_ok() {
-                            udp_sent.increment(1);
-                        }
+        // Datagrams are moved, not cloned, into the batch: a `Bytes` fresh from a
+        // `Vec` allocates when first cloned.
+        let mut other_sockets: Vec<(Flow, Bytes)> = Vec::new();
+        while !out.queued.is_empty() {
+            let mut local = None;
+            out.batch.clear();
+            for (flow, data) in out.queued.drain(..) {
+                if let Some(id) = flow.conn {
+                    if self.send_to_connection(id, data) {
+                        metrics::counter!("switchboard_sip_messages_sent_total", "transport" => flow.transport.as_str()).increment(1);
                     }
-                });
+                    continue;
+                }
+                match local {
+                    None => {
+                        local = Some(flow.local);
+                        out.batch.push((flow.remote, data));
+                    }
+                    Some(l) if l == flow.local => out.batch.push((flow.remote, data)),
+                    // Another listener's (rare): its own batch, next turn.
+                    Some(_) => other_sockets.push((flow, data)),
+                }
             }
+            if let Some(local) = local {
+                self.send_batch(local, &out.batch, metrics);
+            }
+            out.queued.append(&mut other_sockets);
+        }
+        out.batch.clear();
+    }
+
+    /// Sends `items` from listener `local`'s socket, one `sendmmsg` per batch.
+    fn send_batch(&self, local: SocketAddr, items: &[(SocketAddr, Bytes)], metrics: &SipMetrics) {
+        let Some(socket) = self.udp_socket(local) else {
+            return;
+        };
+        let sent = match super::udp::send_batch(&socket, items) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP send failed");
+                0
+            }
+        };
+        metrics.udp_sent.increment(sent as u64);
+        if sent < items.len() {
+            // The socket buffer is full: the rest waits for room, in order, on a
+            // thread that may block (up to the socket's write timeout per send).
+            let rest = items[sent..].to_vec();
+            let udp_sent = metrics.udp_sent.clone();
+            tokio::task::spawn_blocking(move || {
+                for (to, data) in rest {
+                    if socket.send_to(&data, to).is_ok() {
+                        udp_sent.increment(1);
+                    }
+                }
+            });
         }
     }
 

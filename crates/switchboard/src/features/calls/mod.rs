@@ -95,6 +95,14 @@ impl ActiveCalls {
         self.0.remove(id);
     }
 
+    /// Changes call `id` in place, when it is in progress: a call that starts ringing
+    /// or is answered changes a field or two, and a fresh copy cost its four strings.
+    pub fn update(&self, id: &uuid::Uuid, change: impl FnOnce(&mut ActiveCall)) {
+        if let Some(mut call) = self.0.get_mut(id) {
+            change(&mut call);
+        }
+    }
+
     pub fn get(&self, id: &uuid::Uuid) -> Option<ActiveCall> {
         self.0.get(id).map(|c| c.clone())
     }

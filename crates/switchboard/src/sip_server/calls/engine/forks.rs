@@ -232,8 +232,14 @@ impl Engine {
         let a_key = call.a_invite_key.clone();
         let seq = call.a.dialog.remote_seq.unwrap_or(0);
         let a_flow = call.a_reply.clone();
-        let _ = self.records.send(CallEvent::Answered(active(call)));
-        self.core.calls.active.insert(call.uuid, active(call));
+        let answered = active(call);
+        self.core.calls.active.update(&call.uuid, |a| {
+            a.state = answered.state;
+            a.answered_at = answered.answered_at;
+            a.ringing.clone_from(&answered.ringing);
+            a.media_ports = answered.media_ports;
+        });
+        let _ = self.records.send(CallEvent::Answered(answered));
         for fork in others {
             self.abandon(id, fork, now);
         }

@@ -284,8 +284,9 @@ impl Engine {
                 let deadline = now + self.ring_timeout;
                 if let Some(call) = self.calls.get_mut(&id) {
                     call.ring_deadline = Some(deadline);
-                    let info = active(call);
-                    self.core.calls.active.insert(call.uuid, info);
+                    self.core.calls.active.update(&call.uuid, |a| {
+                        a.ringing.clone_from(&call.target);
+                    });
                 }
                 self.schedule(deadline, Timer::Ring(id));
             }
