@@ -39,6 +39,9 @@ pub use server::ServerTransaction;
 pub use timers::Timers;
 
 /// What a transaction asks its caller to do.
+// `Deliver` holds a whole Message: an output lives only until the caller acts on it,
+// and boxing it would allocate for every message a transaction delivers.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Put this message on the wire to the transaction's peer, as it goes. A
