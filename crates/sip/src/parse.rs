@@ -10,7 +10,7 @@ use crate::error::{ErrorKind, ParseError};
 use crate::header::{Header, HeaderName};
 use crate::message::{Message, StartLine, parse_content_length};
 use crate::method::Method;
-use crate::text::{is_token_byte, split_byte, split_once_byte};
+use crate::text::{find_byte_in, is_token_byte, split_byte, split_once_byte};
 use crate::uri::Uri;
 
 /// The largest message accepted (spec 01): larger ones get 513 or are dropped.
@@ -181,7 +181,7 @@ fn parse_head(
                 "a header line starts with whitespace and continues nothing",
             ));
         }
-        let colon = memchr::memchr(b':', line).ok_or_else(|| {
+        let colon = find_byte_in(line, b':').ok_or_else(|| {
             ParseError::malformed(format!(
                 "header line `{}` has no colon",
                 String::from_utf8_lossy(line)
@@ -258,7 +258,7 @@ impl Lines<'_> {
             nl
         };
         let line = (self.pos, line_end);
-        if memchr::memchr(b'\r', &self.buf[line.0..line.1]).is_some() {
+        if find_byte_in(&self.buf[line.0..line.1], b'\r').is_some() {
             return Err(ParseError::malformed("bare CR inside a line"));
         }
         self.pos = nl + 1;

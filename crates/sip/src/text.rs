@@ -185,11 +185,11 @@ impl<'a> Scanner<'a> {
         while i < bytes.len() {
             let rest = &bytes[i..];
             let found = if in_quotes {
-                memchr::memchr2(b'\\', b'"', rest)
+                find2(b'\\', b'"', rest)
             } else if in_angle {
-                memchr::memchr2(b'"', b'>', rest)
+                find2(b'"', b'>', rest)
             } else {
-                memchr::memchr3(b'"', b'<', stop, rest)
+                find3(b'"', b'<', stop, rest)
             };
             let Some(offset) = found else {
                 i = bytes.len();
@@ -270,11 +270,54 @@ pub fn ip_in(buf: &mut [u8; IP_TEXT_MAX], ip: std::net::IpAddr) -> &str {
     std::str::from_utf8(&buf[..n]).unwrap_or_default()
 }
 
+/// Below this many bytes a plain loop finds a byte sooner than memchr, whose dispatch
+/// and set-up cost more than scanning a few bytes (callgrind over the call-storm
+/// messages: 2.5 % fewer instructions at 16, fewer gained at 32, more lost at 64).
+const SHORT: usize = 16;
+
+/// The first `sep` in `bytes`.
+#[inline]
+pub fn find_byte_in(bytes: &[u8], sep: u8) -> Option<usize> {
+    if bytes.len() < SHORT {
+        bytes.iter().position(|&b| b == sep)
+    } else {
+        memchr::memchr(sep, bytes)
+    }
+}
+
+/// The last `sep` in `bytes`.
+#[inline]
+fn rfind_byte_in(bytes: &[u8], sep: u8) -> Option<usize> {
+    if bytes.len() < SHORT {
+        bytes.iter().rposition(|&b| b == sep)
+    } else {
+        memchr::memrchr(sep, bytes)
+    }
+}
+
+#[inline]
+fn find2(a: u8, b: u8, bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < SHORT {
+        bytes.iter().position(|&x| x == a || x == b)
+    } else {
+        memchr::memchr2(a, b, bytes)
+    }
+}
+
+#[inline]
+fn find3(a: u8, b: u8, c: u8, bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < SHORT {
+        bytes.iter().position(|&x| x == a || x == b || x == c)
+    } else {
+        memchr::memchr3(a, b, c, bytes)
+    }
+}
+
 /// The first `sep` (an ASCII byte) in `s`. `str::find` with a `char` costs several
 /// times more on the short strings of SIP (a searcher per call, char decoding).
 #[inline]
 pub fn find_byte(s: &str, sep: u8) -> Option<usize> {
-    memchr::memchr(sep, s.as_bytes())
+    find_byte_in(s.as_bytes(), sep)
 }
 
 /// `s` cut at its first `sep` (an ASCII byte), without it.
@@ -286,7 +329,7 @@ pub fn split_once_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
 /// `s` cut at its last `sep` (an ASCII byte), without it.
 #[inline]
 pub fn rsplit_once_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
-    memchr::memrchr(sep, s.as_bytes()).map(|i| (&s[..i], &s[i + 1..]))
+    rfind_byte_in(s.as_bytes(), sep).map(|i| (&s[..i], &s[i + 1..]))
 }
 
 /// `s` split at each `sep` (an ASCII byte), as `str::split` does.
@@ -387,7 +430,8 @@ mod tests {
 
     #[test]
     fn byte_splits_agree_with_the_str_methods() {
-        for s in ["", ";", "a;b", ";a;;b;", "no-sep", "ü;ö;", "a;b;c"] {
+        let long = "x;".repeat(40) + "ü;end";
+        for s in ["", ";", "a;b", ";a;;b;", "no-sep", "ü;ö;", "a;b;c", &long] {
             assert_eq!(
                 split_byte(s, b';').collect::<Vec<_>>(),
                 s.split(';').collect::<Vec<_>>(),
@@ -434,7 +478,7 @@ mod tests {
         }
 
         #[test]
-        fn until_unquoted_stops_where_the_grammar_says(s in "[a,<>\"\\\\;) é]{0,24}") {
+        fn until_unquoted_stops_where_the_grammar_says(s in "[a,<>\"\\\\;) é]{0,100}") {
             for stop in [b',', b')'] {
                 proptest::prop_assert_eq!(
                     Scanner::new(&s).until_unquoted(stop),

@@ -78,6 +78,19 @@ impl Media {
         self.relay(from, body, sdp, towards, offer)
     }
 
+    /// [`Self::relay_sdp`] of `body` already parsed (`sdp`): leg A's offer, parsed once
+    /// when the call starts and relayed to each phone rung, is copied rather than
+    /// parsed again.
+    pub fn relay_parsed(
+        &mut self,
+        from: Leg,
+        body: &[u8],
+        sdp: SessionDescription,
+        towards: IpAddr,
+    ) -> Result<Bytes, Unusable> {
+        self.relay(from, body, sdp, towards, None)
+    }
+
     /// [`Self::relay_sdp`] of an offer whose answer is to be cut to it: also returns
     /// the offer as the phone sent it. (Only then is the parsed SDP copied before it
     /// is rewritten: every call relays an offer and an answer.)
@@ -195,6 +208,12 @@ mod tests {
             SessionDescription::parse(&offer).unwrap(),
             "as sent"
         );
+        // The offer parsed once and relayed again (to another phone rung) is written
+        // the same as when it is parsed there.
+        let again = media
+            .relay_parsed(Leg::A, offer.as_bytes(), original.clone(), PBX)
+            .unwrap();
+        assert_eq!(again, out);
         let out = SessionDescription::parse_bytes(&out).unwrap();
         assert_eq!(
             out.media_address(0),

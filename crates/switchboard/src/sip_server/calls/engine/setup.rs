@@ -249,7 +249,13 @@ impl Engine {
                     };
                     let body = match (call.media.as_mut(), &call.offer) {
                         (Some(media), Some((content_type, offer))) => {
-                            match media.relay_sdp(Leg::A, offer, towards, None) {
+                            let relayed = match &call.offer_sdp {
+                                Some(parsed) => {
+                                    media.relay_parsed(Leg::A, offer, parsed.clone(), towards)
+                                }
+                                None => media.relay_sdp(Leg::A, offer, towards, None),
+                            };
+                            match relayed {
                                 Ok(sdp) => Some((content_type.clone(), sdp)),
                                 Err(Unusable(why)) => {
                                     self.fail(id, 488, &why, Disposition::Failed, now);
