@@ -84,7 +84,9 @@ pub struct Engine {
     core: Arc<SipCore>,
     layer: TransactionLayer,
     // foldhash, seeded per process: these are looked up several times per message.
-    calls: HashMap<u64, Call, RandomState>,
+    // Boxed: a Call is nearly 3 KiB, which the map moved on every insert and growth
+    // (and `bye` takes a call out and puts it back).
+    calls: HashMap<u64, Box<Call>, RandomState>,
     by_call_id: HashMap<String, u64, RandomState>,
     txs: HashMap<TransactionKey, TxUse, RandomState>,
     timers: BTreeMap<(Instant, u64), Timer>,
@@ -504,7 +506,7 @@ impl Engine {
     }
 }
 
-fn call_phase(calls: &HashMap<u64, Call, RandomState>, id: u64) -> Option<Phase> {
+fn call_phase(calls: &HashMap<u64, Box<Call>, RandomState>, id: u64) -> Option<Phase> {
     calls.get(&id).map(|c| c.phase)
 }
 

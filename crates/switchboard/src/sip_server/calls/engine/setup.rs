@@ -218,7 +218,7 @@ impl Engine {
         let trying = call::response(&call.a_invite, 100, None, &call.a, None);
         let _ = self.records.send(CallEvent::Started(active(&call)));
         self.core.calls.active.insert(call.uuid, active(&call));
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         self.respond(key, trying, now);
         self.route(id, dialled, now);
     }
