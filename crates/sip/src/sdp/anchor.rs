@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use smallvec::SmallVec;
+
 use super::{Attribute, MediaDescription, SessionDescription};
 
 /// Attributes that name other paths than the relay's (ICE): dropped when anchoring,
@@ -64,13 +66,14 @@ impl MediaDescription {
         if !self.is_rtp() {
             return !self.formats.is_empty();
         }
-        // Each side's rtpmaps parsed once, not once per pair of formats.
-        let offered: Vec<super::Rtpmap> = offer
+        // Each side's rtpmaps parsed once, not once per pair of formats, into lists
+        // that live on the stack for the usual handful of codecs.
+        let offered: SmallVec<[super::Rtpmap; 8]> = offer
             .formats
             .iter()
             .filter_map(|f| offer.codec_for(f))
             .collect();
-        let codecs: Vec<Option<super::Rtpmap>> =
+        let codecs: SmallVec<[Option<super::Rtpmap>; 8]> =
             self.formats.iter().map(|f| self.codec_for(f)).collect();
         let mut index = 0;
         self.retain_formats(|_| {

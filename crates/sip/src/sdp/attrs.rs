@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 use super::{Attribute, Connection, SdpError, parse};
 
 /// Media direction attributes (RFC 8866 §6.7; RFC 3264 for offer/answer).
@@ -18,7 +20,9 @@ pub enum Direction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rtpmap {
     pub payload_type: u8,
-    pub encoding: String,
+    /// Inline (no allocation): an answer's codecs are compared with the offer's for
+    /// every call.
+    pub encoding: CompactString,
     pub clock_rate: u32,
     /// Encoding parameters: the channel count for audio, absent meaning 1.
     pub channels: Option<u16>,

@@ -61,7 +61,7 @@ fn split_line(number: usize, raw: &str) -> Result<Line<'_>, SdpError> {
     if raw.is_empty() {
         return Err(SdpError::at(number, "empty line"));
     }
-    if raw.contains(['\r', '\0']) {
+    if raw.bytes().any(|b| b == b'\r' || b == 0) {
         return Err(SdpError::at(number, "stray CR or NUL character"));
     }
     match raw.as_bytes() {
@@ -215,8 +215,7 @@ fn session_field(
         b'c' => set_once(&mut sd.connection, connection(value, line)?, line)?,
         b'b' => sd.bandwidths.push(bandwidth(value, line)?),
         b't' => {
-            let tokens: Vec<&str> = value.split_ascii_whitespace().collect();
-            let [start, stop] = tokens[..] else {
+            let Some([start, stop]) = fields(value) else {
                 return Err(line.error("expected <start time> <stop time>"));
             };
             sd.times.push(Timing {
@@ -346,7 +345,7 @@ pub(super) fn rtpmap(value: &str) -> Result<Rtpmap, String> {
     let clock = parts.next().ok_or("missing clock rate")?;
     Ok(Rtpmap {
         payload_type: payload_type(pt)?,
-        encoding: name.to_owned(),
+        encoding: name.into(),
         clock_rate: digits(clock)?,
         channels: parts.next().map(digits).transpose()?,
     })
@@ -389,21 +388,33 @@ fn media_line(line: &Line<'_>) -> Result<MediaDescription, SdpError> {
     })
 }
 
+/// Exactly `N` whitespace-separated fields, without collecting them (every SDP has
+/// an o=, a c= and a t= line).
+fn fields<const N: usize>(value: &str) -> Option<[&str; N]> {
+    let mut tokens = value.split_ascii_whitespace();
+    let mut out = [""; N];
+    for slot in &mut out {
+        *slot = tokens.next()?;
+    }
+    tokens.next().is_none().then_some(out)
+}
+
 fn origin(value: &str) -> Result<Origin, String> {
-    let tokens: Vec<&str> = value.split_ascii_whitespace().collect();
-    let [
-        username,
-        session_id,
-        session_version,
-        net_type,
-        addr_type,
-        address,
-    ] = tokens[..]
+    let Some(
+        [
+            username,
+            session_id,
+            session_version,
+            net_type,
+            addr_type,
+            address,
+        ],
+    ) = fields(value)
     else {
         return Err(format!(
             "expected 6 fields (<username> <sess-id> <sess-version> <nettype> \
              <addrtype> <address>), found {}",
-            tokens.len()
+            value.split_ascii_whitespace().count()
         ));
     };
     Ok(Origin {
@@ -417,11 +428,10 @@ fn origin(value: &str) -> Result<Origin, String> {
 }
 
 fn connection(value: &str, line: &Line<'_>) -> Result<Connection, SdpError> {
-    let tokens: Vec<&str> = value.split_ascii_whitespace().collect();
-    let [net_type, addr_type, address] = tokens[..] else {
+    let Some([net_type, addr_type, address]) = fields(value) else {
         return Err(line.error(format!(
             "expected <nettype> <addrtype> <address>, found {} fields",
-            tokens.len()
+            value.split_ascii_whitespace().count()
         )));
     };
     Ok(Connection {

@@ -52,7 +52,7 @@ fn rtpmap() -> impl Strategy<Value = Attribute> {
         .prop_map(|(payload_type, encoding, clock_rate, channels)| {
             Rtpmap {
                 payload_type,
-                encoding,
+                encoding: encoding.into(),
                 clock_rate,
                 channels,
             }

@@ -55,7 +55,7 @@ fn desk_phone_offer() {
     assert_eq!(audio.proto, "RTP/AVP");
     assert_eq!(audio.formats, ["9", "0", "8", "18", "101"]);
     assert!(audio.is_rtp());
-    let names: Vec<String> = audio.rtpmaps().map(|r| r.encoding).collect();
+    let names: Vec<String> = audio.rtpmaps().map(|r| r.encoding.to_string()).collect();
     assert_eq!(names, ["G722", "PCMU", "PCMA", "G729", "telephone-event"]);
     assert_eq!(
         audio.codec_for("101"),

@@ -149,7 +149,7 @@ impl Media {
                 .formats
                 .iter()
                 .find_map(|f| media.codec_for(f))
-                .map(|c| c.encoding);
+                .map(|c| c.encoding.to_string());
         }
         let mut ports = vec![0u16; sdp.media.len()];
         ports[stream] = self.session.port(side(from.other()));
