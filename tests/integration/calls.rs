@@ -241,6 +241,37 @@ async fn sipp_call_is_authenticated_bridged_recorded_and_cleaned_up() {
     all_cleaned_up(&server, &admin).await;
 }
 
+/// The 100 Trying lines a SIPp report shows the phone received.
+fn tryings(report: &str) -> usize {
+    report
+        .lines()
+        .filter(|l| l.starts_with("SIP/2.0 100 "))
+        .count()
+}
+
+/// RFC 3261 §17.2.1: an INVITE gets 100 Trying unless a provisional response comes
+/// within 200 ms. A callee ringing at once spares the caller the 100; a slow one
+/// does not leave the caller without an answer.
+#[tokio::test]
+async fn sipp_caller_gets_100_trying_only_while_the_callee_is_slow_to_ring() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    let slow = callee(&server, "call_callee_slow.xml").await;
+    let (status, report) = caller(&server, "call_caller.xml", "2002").run().await;
+    assert!(status.success(), "{report}");
+    slow.passed().await;
+    assert_eq!(tryings(&report), 1, "{report}");
+
+    let quick = callee(&server, "call_callee_answer.xml").await;
+    let (status, report) = caller(&server, "call_caller.xml", "2002").run().await;
+    assert!(status.success(), "{report}");
+    quick.passed().await;
+    assert_eq!(tryings(&report), 0, "{report}");
+    assert_eq!(cdrs(&admin, 2).await[0]["disposition"], "answered");
+}
+
 /// A late offer (RFC 3261 §13.2.1: an INVITE without SDP) is anchored too: the
 /// callee's offer reaches the caller in the 200 and the caller's answer reaches the
 /// callee in the ACK, both pointing at the relay.

@@ -80,6 +80,10 @@ enum Timer {
     Transfer(u64),
 }
 
+/// How long an INVITE waits for a provisional response before the transaction
+/// layer sends 100 Trying (RFC 3261 §17.2.1).
+const TRYING_DELAY: Duration = Duration::from_millis(200);
+
 pub struct Engine {
     core: Arc<SipCore>,
     layer: TransactionLayer,
@@ -107,8 +111,11 @@ impl Engine {
         let t = &core.app.config.sip.timers;
         let config = Config {
             timers: switchboard_sip::transaction::Timers::from_millis(t.t1_ms, t.t2_ms, t.t4_ms),
-            // The engine sends 100 Trying itself, at once.
-            trying_delay: None,
+            // §17.2.1: no 100 Trying when the TU answers within 200 ms. A callee's 180
+            // mostly comes sooner, so most calls save a message each way (built, sent,
+            // parsed by the phone); a slow callee or lookup still gets the caller its
+            // 100 well before its INVITE's first retransmission (T1, 500 ms).
+            trying_delay: Some(TRYING_DELAY),
         };
         let ring_timeout = Duration::from_secs(core.app.config.calls.ring_timeout);
         let media_timeout = Duration::from_secs(core.app.config.calls.media_timeout);

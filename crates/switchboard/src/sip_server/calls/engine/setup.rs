@@ -215,11 +215,9 @@ impl Engine {
         if let Some(t) = self.txs.get_mut(key) {
             t.role = Role::AInvite(id);
         }
-        let trying = call::response(&call.a_invite, 100, None, &call.a, None);
         let _ = self.records.send(CallEvent::Started(active(&call)));
         self.core.calls.active.insert(call.uuid, active(&call));
         self.calls.insert(id, Box::new(call));
-        self.respond(key, trying, now);
         self.route(id, dialled, now);
     }
 
