@@ -8,7 +8,7 @@
 use bytestring::ByteString;
 
 use crate::error::ParseError;
-use crate::header::{HeaderName, NameAddr, Via};
+use crate::header::{CSeq, HeaderName, NameAddr, Via};
 use crate::message::Message;
 use crate::method::Method;
 use crate::uri::Uri;
@@ -36,15 +36,6 @@ pub struct Dialog {
 
 fn missing(what: &str) -> ParseError {
     ParseError::malformed(format!("missing {what}"))
-}
-
-/// `<seq> <METHOD>`, the CSeq value of a request.
-pub(crate) fn cseq_value(seq: u32, method: &Method) -> String {
-    let mut out = String::with_capacity(16);
-    out.push_str(itoa::Buffer::new().format(seq));
-    out.push(' ');
-    out.push_str(method.as_str());
-    out
 }
 
 /// The value of `name` as received (shared, not copied), for a header that was
@@ -164,7 +155,7 @@ impl Dialog {
         msg.push(HeaderName::From, self.local.clone());
         msg.push(HeaderName::To, self.remote.clone());
         msg.push(HeaderName::CallId, self.call_id.clone());
-        msg.push(HeaderName::CSeq, cseq_value(seq, &method));
+        msg.push(HeaderName::CSeq, CSeq::text(seq, &method));
         if !contact.is_empty() {
             msg.push(HeaderName::Contact, contact.to_owned());
         }

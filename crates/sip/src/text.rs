@@ -390,18 +390,19 @@ pub fn unquote(raw: &str) -> CompactString {
 /// The content of a quoted-string for `s`: `"` and `\` escaped, no surrounding quotes.
 pub fn escape_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
+    let _ = write_escaped(&mut out, s);
     out
 }
 
 /// Writes `s` as a quoted-string (a display name, say) without a copy of its own.
 pub fn write_quoted(out: &mut impl std::fmt::Write, s: &str) -> std::fmt::Result {
     out.write_str("\"")?;
+    write_escaped(out, s)?;
+    out.write_str("\"")
+}
+
+/// [`escape_quoted`]'s content written to `out`, unescaped runs in one piece.
+fn write_escaped(out: &mut impl std::fmt::Write, s: &str) -> std::fmt::Result {
     let mut rest = s;
     while let Some(i) = rest.find(['"', '\\']) {
         out.write_str(&rest[..i])?;
@@ -409,8 +410,15 @@ pub fn write_quoted(out: &mut impl std::fmt::Write, s: &str) -> std::fmt::Result
         out.write_str(&rest[i..=i])?;
         rest = &rest[i + 1..];
     }
-    out.write_str(rest)?;
-    out.write_str("\"")
+    out.write_str(rest)
+}
+
+/// Appends `n` as 16 lower-case hex digits, without the formatter: tags, branches and
+/// Call-IDs are made this way for every message the PBX sends.
+pub fn push_hex(out: &mut String, n: u64) {
+    let mut buf = [0u8; 16];
+    hex::encode_to_slice(n.to_be_bytes(), &mut buf).expect("16 digits for 8 bytes");
+    out.push_str(std::str::from_utf8(&buf).expect("hex is ASCII"));
 }
 
 /// `ip` as a URI host: dotted IPv4, or IPv6 in brackets.
@@ -427,6 +435,22 @@ pub fn push_host(out: &mut String, ip: std::net::IpAddr) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn hex_is_sixteen_digits_like_the_formatter_writes() {
+        for n in [
+            0,
+            1,
+            0xf,
+            0x0123_4567_89ab_cdef,
+            u64::MAX,
+            0x8000_0000_0000_0000,
+        ] {
+            let mut s = String::new();
+            push_hex(&mut s, n);
+            assert_eq!(s, format!("{n:016x}"));
+        }
+    }
 
     #[test]
     fn byte_splits_agree_with_the_str_methods() {

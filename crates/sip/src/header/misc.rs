@@ -20,6 +20,16 @@ pub struct CSeq {
 }
 
 impl CSeq {
+    /// `<seq> <METHOD>`, the value a request's CSeq header carries, written without
+    /// the formatter (a request of its own for every message a B2BUA sends).
+    pub(crate) fn text(seq: u32, method: &Method) -> String {
+        let mut out = String::with_capacity(16);
+        out.push_str(itoa::Buffer::new().format(seq));
+        out.push(' ');
+        out.push_str(method.as_str());
+        out
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut sc = Scanner::new(s);
         sc.skip_ws();

@@ -299,7 +299,7 @@ fn derived_request(
     out.push(HeaderName::From, from);
     out.push(HeaderName::To, to);
     out.push(HeaderName::CallId, call_id);
-    out.push(HeaderName::CSeq, crate::dialog::cseq_value(seq, &method));
+    out.push(HeaderName::CSeq, crate::header::CSeq::text(seq, &method));
     out.push(HeaderName::ContentLength, "0");
     Ok(out)
 }

@@ -157,11 +157,9 @@ pub fn branch_from(seed: &[u8]) -> String {
 /// hash (as [`branch_from`] spends on a seed that may be guessable) adds nothing to
 /// random bits, and a B2BUA makes a branch for every request it sends.
 pub fn branch_of(bits: u64) -> String {
-    let mut hex = [0u8; 16];
-    hex::encode_to_slice(bits.to_be_bytes(), &mut hex).expect("16 digits for 8 bytes");
-    let mut out = String::with_capacity(BRANCH_COOKIE.len() + hex.len());
+    let mut out = String::with_capacity(BRANCH_COOKIE.len() + 16);
     out.push_str(BRANCH_COOKIE);
-    out.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
+    crate::text::push_hex(&mut out, bits);
     out
 }
 

@@ -20,6 +20,7 @@ use anyhow::Context;
 use switchboard_sip::Message;
 use switchboard_sip::digest::{Algorithm, NonceCounts, NonceMint};
 use switchboard_sip::header::HeaderName;
+use switchboard_sip::text::push_hex;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -122,14 +123,6 @@ impl DateHeader {
 }
 
 const NONCE_SHARDS: usize = 16;
-
-/// Appends `n` as 16 lower-case hex digits, without the formatter (every response's To
-/// tag is one).
-fn push_hex(out: &mut String, n: u64) {
-    let mut buf = [0u8; 16];
-    hex::encode_to_slice(n.to_be_bytes(), &mut buf).expect("16 digits for 8 bytes");
-    out.push_str(std::str::from_utf8(&buf).expect("hex is ASCII"));
-}
 
 impl SipCore {
     /// A response to `req` with a To tag (deterministic for the request, so a
@@ -508,23 +501,4 @@ fn node_name() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "switchboard".into())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn hex_tags_are_sixteen_digits_like_the_formatter_writes() {
-        for n in [
-            0,
-            1,
-            0xf,
-            0x0123_4567_89ab_cdef,
-            u64::MAX,
-            0x8000_0000_0000_0000,
-        ] {
-            let mut s = String::new();
-            super::push_hex(&mut s, n);
-            assert_eq!(s, format!("{n:016x}"));
-        }
-    }
 }

@@ -11,7 +11,7 @@ use switchboard_sip::ByteString;
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::header::{HeaderName, Via};
 use switchboard_sip::sdp::SessionDescription;
-use switchboard_sip::text::{push_host, write_quoted};
+use switchboard_sip::text::{push_hex, push_host, write_quoted};
 use switchboard_sip::transaction::{TransactionKey, branch_of};
 use switchboard_sip::uri::push_escaped_user;
 use switchboard_sip::{Host, Message, Method, Uri};
@@ -213,10 +213,7 @@ pub fn call_id() -> String {
 fn random_hex(words: usize) -> String {
     let mut out = String::with_capacity(16 * words);
     for _ in 0..words {
-        let mut hex = [0u8; 16];
-        hex::encode_to_slice(rand::random::<u64>().to_be_bytes(), &mut hex)
-            .expect("16 digits for 8 bytes");
-        out.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
+        push_hex(&mut out, rand::random());
     }
     out
 }
