@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no bench/__pycache__ from importing run.py
@@ -179,6 +180,29 @@ def write_inj(workdir: Path, callers, callees, k_procs: int) -> tuple[list[Path]
 # SIPp
 # --------------------------------------------------------------------------------------
 
+# Each target's SIPp processes get ports of their own (target i: base + i * PORT_BLOCK): a
+# target that collapsed keeps retransmitting for up to 64*T1 after its step, and on shared
+# ports those late requests reached the other target's next step as unexpected calls (a
+# Switchboard step failed at 0.34 cores right after a collapsed Kamailio step).
+PORT_BLOCK = 500
+
+
+@dataclass(frozen=True)
+class SippPorts:
+    caller: int
+    callee: int
+    media: int
+
+    @classmethod
+    def of(cls, args, index: int) -> "SippPorts":
+        off = index * PORT_BLOCK
+        return cls(args.caller_base_port + off, args.callee_base_port + off,
+                   args.media_base_port + off)
+
+    def all(self, pairs: int) -> list[int]:
+        return [self.caller + k for k in range(pairs)] + [self.callee + k for k in range(pairs)]
+
+
 def sipp_common(args, stf: Path, err: Path, mp: int) -> list[str]:
     return ["-i", HOST, "-t", "u1", "-buff_size", str(args.sipp_buff_size),
             "-max_recv_loops", "10000", "-max_sched_loops", "10000", "-mp", str(mp),
@@ -234,11 +258,11 @@ def register_callees(args, target, reg_inj: list[Path], step_dir: Path) -> dict:
         n = sum(1 for _ in inj.open()) - 1
         counts[k] = n
         cmd = ["sipp", f"{HOST}:{target.port}", "-sf", str(REG), "-inf", str(inj),
-               "-p", str(args.callee_base_port + k), "-r", str(args.register_rate), "-rp", "1000",
+               "-p", str(target.ports.callee + k), "-r", str(args.register_rate), "-rp", "1000",
                "-m", str(n), "-l", "500", "-auth_uri", REALM,
                "-timeout", f"{int(n / args.register_rate + 30)}s",
                *sipp_common(args, step_dir / f"reg-{k}.csv", step_dir / f"reg-{k}-errors.log",
-                            args.media_base_port + 100 + k * 4)]
+                            target.ports.media + 100 + k * 4)]
         procs[f"reg-{k}"] = start(cmd, step_dir, step_dir / f"reg-{k}.stderr")
     waited = reap(procs, time.monotonic() + max(counts.values()) / args.register_rate + 40)
     ok = 0
@@ -290,20 +314,20 @@ def run_call_step(args, target, uac_inj: list[Path], sizes: list[int], total_rat
     popens: dict[str, subprocess.Popen] = {}
     try:
         for k in range(procs_n):
-            cmd = ["sipp", "-sf", str(UAS), "-p", str(args.callee_base_port + k), "-m", str(calls[k]),
+            cmd = ["sipp", "-sf", str(UAS), "-p", str(target.ports.callee + k), "-m", str(calls[k]),
                    "-timeout", f"{int(duration + hold + args.recv_timeout_ms / 1000 + 60)}s",
                    *sipp_common(args, step_dir / f"uas-{k}.csv", step_dir / f"uas-{k}-errors.log",
-                                args.media_base_port + 100 + k * 4)]
+                                target.ports.media + 100 + k * 4)]
             popens[f"uas-{k}"] = start(cmd, step_dir, step_dir / f"uas-{k}.stderr")
         time.sleep(0.3)  # the UAS sockets are bound before the first INVITE
         for k in range(procs_n):
             cmd = ["sipp", f"{HOST}:{target.port}", "-sf", str(UAC), "-inf", str(uac_inj[k]),
-                   "-p", str(args.caller_base_port + k), "-r", f"{rate_k:.3f}", "-rp", "1000",
+                   "-p", str(target.ports.caller + k), "-r", f"{rate_k:.3f}", "-rp", "1000",
                    "-m", str(calls[k]), "-d", str(args.hold_ms),
                    "-l", str(max(200, int(rate_k * (hold + args.max_inflight_seconds)))),
                    "-timeout", f"{int(duration + hold + args.recv_timeout_ms / 1000 + 30)}s",
                    *sipp_common(args, step_dir / f"uac-{k}.csv", step_dir / f"uac-{k}-errors.log",
-                                args.media_base_port + k * 4)]
+                                target.ports.media + k * 4)]
             if k == 0:
                 uac_example = " ".join(cmd)
             popens[f"uac-{k}"] = start(cmd, step_dir, step_dir / f"uac-{k}.stderr")
@@ -666,7 +690,8 @@ def main() -> int:
     ap.add_argument("--caller-base-port", type=int, default=16060)
     ap.add_argument("--callee-base-port", type=int, default=17060)
     ap.add_argument("--media-base-port", type=int, default=6000,
-                    help="SIPp -mp of each process (kept apart so that none collides)")
+                    help="SIPp -mp of each process (kept apart so that none collides); each "
+                         "target's SIPp ports are these bases + 500 x its place in --targets")
     ap.add_argument("--sipp-buff-size", type=int, default=4194304)
     ap.add_argument("--register-rate", type=float, default=500)
     ap.add_argument("--recv-timeout-ms", type=int, default=6000)
@@ -683,7 +708,8 @@ def main() -> int:
     ap.add_argument("--switchboard-log-level", default="warn")
     ap.add_argument("--switchboard-digest", default="MD5")
     ap.add_argument("--rtp-port-min", type=int, default=20000,
-                    help="Switchboard rtp.port_min (clear of SIPp's ports 6000+, 16060+, 17060+; the "
+                    help="Switchboard rtp.port_min (clear of SIPp's ports 6000+, 16060+, 17060+ and "
+                         "their second target's blocks; the "
                          "range is wide so that ports, not CPU, are not the limit: see README)")
     ap.add_argument("--rtp-port-max", type=int, default=59999)
     ap.add_argument("--drain-wait", type=float, default=60,
@@ -701,8 +727,9 @@ def main() -> int:
     if not shutil.which("sipp"):
         print("sipp not found: apt-get install -y sip-tester", file=sys.stderr)
         return 2
-    for p in [args.caller_base_port + k for k in range(args.sipp_pairs)] + \
-             [args.callee_base_port + k for k in range(args.sipp_pairs)]:
+    if args.sipp_pairs > PORT_BLOCK // 2:
+        ap.error(f"--sipp-pairs above {PORT_BLOCK // 2}: the targets' SIPp ports would overlap")
+    for p in [p for i in range(len(targets)) for p in SippPorts.of(args, i).all(args.sipp_pairs)]:
         if not rs.udp_port_free(p):
             print(f"UDP port {p} (SIPp) is in use", file=sys.stderr)
             return 2
@@ -725,9 +752,10 @@ def main() -> int:
     runs: list[CallRun] = []
     try:
         try:
-            for name in targets:
+            for index, name in enumerate(targets):
                 cls = KamailioCalls if name == "kamailio" else SwitchboardCalls
                 target = cls(args, workdir, users)
+                target.ports = SippPorts.of(args, index)
                 run = CallRun(args, target, workdir, uac_inj, reg_inj, sizes)
                 try:
                     run.prepare()
