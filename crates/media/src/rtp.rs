@@ -1,5 +1,6 @@
-//! The fixed RTP header (RFC 3550 §5.1), read in place. The relay needs the payload
-//! type, sequence number and SSRC of each packet to account for it, never the payload.
+//! The fixed RTP header (RFC 3550 §5.1), read in place, and where the payload starts.
+//! The relay needs the payload type, sequence number and SSRC of each packet to account
+//! for it, never the payload; the PBX's own endpoint decodes the payload.
 
 /// The fixed header of an RTP packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,29 @@ impl RtpHeader {
     }
 }
 
+/// The payload of an RTP packet: what follows the fixed header, the CSRC list and any
+/// header extension, without the padding. `None` when those lengths do not fit the
+/// packet. Phones rarely send CSRCs or extensions, but a payload read without skipping
+/// them would be decoded as noise.
+pub fn payload(packet: &[u8]) -> Option<&[u8]> {
+    let first = *packet.first()?;
+    let mut start = HEADER_LEN + 4 * usize::from(first & 0x0f);
+    if first & 0x10 != 0 {
+        let extension = packet.get(start..start + 4)?;
+        start += 4 + 4 * usize::from(u16::from_be_bytes([extension[2], extension[3]]));
+    }
+    let mut end = packet.len();
+    if first & 0x20 != 0 {
+        // The last byte counts the padding, itself included.
+        let padding = usize::from(*packet.last()?);
+        if padding == 0 {
+            return None;
+        }
+        end = end.checked_sub(padding)?;
+    }
+    packet.get(start..end)
+}
+
 /// Whether a packet on an RTP port is RTCP multiplexed onto it (RFC 5761 §4: the second
 /// byte, RTCP's packet type, is 192–223, which RTP payload types with the marker bit
 /// never are in practice).
@@ -73,5 +97,33 @@ mod tests {
         assert!(!is_rtcp(&packet));
         // An RTCP receiver report: V=2, RC=0, PT=201, length 1.
         assert!(is_rtcp(&[0x80, 201, 0, 1, 0, 0, 0, 1]));
+    }
+
+    #[test]
+    fn payload_skips_csrcs_extension_and_padding() {
+        let mut plain = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        plain.extend_from_slice(b"abc");
+        assert_eq!(payload(&plain), Some(&b"abc"[..]));
+        assert_eq!(payload(&plain[..12]), Some(&b""[..]));
+
+        // Two CSRCs, a one-word extension and three bytes of padding.
+        let mut full = vec![0x80 | 0x20 | 0x10 | 2, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        full.extend_from_slice(&[0; 8]); // CSRCs
+        full.extend_from_slice(&[0xbe, 0xde, 0, 1, 9, 9, 9, 9]); // extension
+        full.extend_from_slice(b"xyz");
+        full.extend_from_slice(&[0, 0, 3]);
+        assert_eq!(payload(&full), Some(&b"xyz"[..]));
+
+        assert_eq!(payload(&full[..22]), None, "extension cut short");
+        let mut too_much_padding = plain.clone();
+        too_much_padding[0] |= 0x20;
+        *too_much_padding.last_mut().unwrap() = 200;
+        assert_eq!(payload(&too_much_padding), None);
+        *too_much_padding.last_mut().unwrap() = 0;
+        assert_eq!(payload(&too_much_padding), None, "zero padding length");
+        let mut missing_csrcs = plain.clone();
+        missing_csrcs[0] |= 15;
+        assert_eq!(payload(&missing_csrcs), None);
+        assert_eq!(payload(&[]), None);
     }
 }
