@@ -311,6 +311,18 @@ async fn sipp_caller_cancels_while_it_rings() {
     all_cleaned_up(&server, &admin).await;
 }
 
+/// Turns voicemail off for `number`: a call it cannot take is then refused, not
+/// answered by its mailbox.
+async fn without_voicemail(admin: &Client, number: &str) {
+    let (status, body) = admin
+        .patch(
+            &format!("/api/extensions/{number}"),
+            serde_json::json!({"voicemail_enabled": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// Runs the refused-call scenario and returns the final response it received.
 async fn refused(server: &TestServer, number: &str) -> String {
     let (status, report) = caller(server, "call_caller_refused.xml", number)
@@ -331,6 +343,7 @@ async fn sipp_busy_callee_gives_486() {
         return;
     }
     let (server, admin) = server_with(quick_timers).await;
+    without_voicemail(&admin, "2002").await;
     let callee = callee(&server, "call_callee_busy.xml").await;
     assert_eq!(refused(&server, "2002").await, "SIP/2.0 486 Busy Here");
     callee.passed().await;
@@ -349,6 +362,7 @@ async fn sipp_unanswered_call_times_out_with_480() {
         c.calls.ring_timeout = 5;
     })
     .await;
+    without_voicemail(&admin, "2002").await;
     let callee = callee(&server, "call_callee_ring.xml").await;
     let started = std::time::Instant::now();
     assert_eq!(refused(&server, "2002").await, "SIP/2.0 480 No answer");
@@ -365,6 +379,7 @@ async fn sipp_calls_to_unregistered_and_unknown_numbers_are_refused() {
         return;
     }
     let (server, admin) = server_with(quick_timers).await;
+    without_voicemail(&admin, "2002").await;
     assert_eq!(refused(&server, "2002").await, "SIP/2.0 480 Not registered");
     assert_eq!(
         refused(&server, "7777").await,

@@ -113,6 +113,10 @@ pub(crate) struct Sipp {
     port: Option<u16>,
     /// `-key name value`: the scenario's `[name]`.
     keys: Vec<(String, String)>,
+    /// Seconds before SIPp gives up on the whole run.
+    timeout: u32,
+    /// Further options (`-d`, `-mp`).
+    extra: Vec<String>,
 }
 
 /// A SIPp started in the background.
@@ -165,7 +169,28 @@ impl Sipp {
             credentials: None,
             port: None,
             keys: Vec::new(),
+            timeout: 10,
+            extra: Vec::new(),
         }
+    }
+
+    /// A longer run than the default 10 s.
+    pub(crate) fn timeout(mut self, seconds: u32) -> Self {
+        self.timeout = seconds;
+        self
+    }
+
+    /// `-d`: how long a `<pause/>` without a length lasts.
+    pub(crate) fn pause_ms(mut self, ms: u64) -> Self {
+        self.extra.extend(["-d".to_owned(), ms.to_string()]);
+        self
+    }
+
+    /// A free media port (`-mp`), for a scenario that sends RTP.
+    pub(crate) fn media(mut self) -> Self {
+        self.extra
+            .extend(["-mp".to_owned(), free_port().to_string()]);
+        self
     }
 
     pub(crate) fn tcp(mut self) -> Self {
@@ -201,7 +226,7 @@ impl Sipp {
             .arg(port.to_string())
             .args(["-s", &self.service, "-m", "1", "-nostdin"])
             // A lost or missing answer fails within seconds, not at the deadline.
-            .args(["-timeout", "10", "-timeout_error"])
+            .args(["-timeout", &self.timeout.to_string(), "-timeout_error"])
             .args(["-trace_msg", "-message_file"])
             .arg(dir.path().join("messages.log"))
             .args(["-trace_err", "-error_file"])
@@ -212,6 +237,7 @@ impl Sipp {
         for (name, value) in &self.keys {
             cmd.args(["-key", name, value]);
         }
+        cmd.args(&self.extra);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

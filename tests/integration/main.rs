@@ -17,3 +17,5 @@ mod registrar;
 mod sip_tls;
 mod store;
 mod tls;
+mod voicemail;
+mod voicemail_phone;

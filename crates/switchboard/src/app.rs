@@ -11,6 +11,7 @@ use crate::features::calls::CdrService;
 use crate::features::events::Changes;
 use crate::features::extensions::ExtensionService;
 use crate::features::registered_phones::RegisteredPhoneService;
+use crate::features::voicemail::VoicemailService;
 use crate::store::Db;
 
 pub struct App {
@@ -22,6 +23,7 @@ pub struct App {
     pub extensions: ExtensionService,
     pub auth: AuthService,
     pub cdr: CdrService,
+    pub voicemail: VoicemailService,
 }
 
 impl App {
@@ -41,6 +43,7 @@ impl App {
         let auth = AuthService::new(db.clone(), extensions.clone(), &config);
         let registered_phones = RegisteredPhoneService::new(db.clone());
         let cdr = CdrService::new(db.clone());
+        let voicemail = VoicemailService::new(db.clone(), &config);
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -49,6 +52,7 @@ impl App {
             auth,
             registered_phones,
             cdr,
+            voicemail,
         })
     }
 }

@@ -20,6 +20,10 @@ use crate::{telemetry, tls};
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// How often voicemail files without a database row are looked for, and how old such a
+/// file must be to go (a deposit writes its file a moment before its row commits).
+const VOICEMAIL_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+const VOICEMAIL_SWEEP_GRACE: Duration = Duration::from_secs(900);
 
 /// A running server.
 pub struct Server {
@@ -85,6 +89,19 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(sessions = n, "expired sessions removed"),
                         Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+                    }
+                }
+            }
+        }),
+        // Files left by a crash between a voicemail's file and its row, or by a deleted
+        // extension; the first run is at start.
+        spawn_every(stopped.clone(), VOICEMAIL_SWEEP_EVERY, {
+            let app = app.clone();
+            move || {
+                let app = app.clone();
+                async move {
+                    if let Err(e) = app.voicemail.sweep(VOICEMAIL_SWEEP_GRACE).await {
+                        tracing::warn!(error = %e, "voicemail sweep failed");
                     }
                 }
             }

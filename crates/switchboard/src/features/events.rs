@@ -21,6 +21,9 @@ pub enum EventType {
     CallAnswered,
     CallEnded,
     CallTransferred,
+    VoicemailReceived,
+    VoicemailRead,
+    VoicemailDeleted,
 }
 
 impl EventType {
@@ -34,6 +37,9 @@ impl EventType {
         Self::CallAnswered,
         Self::CallEnded,
         Self::CallTransferred,
+        Self::VoicemailReceived,
+        Self::VoicemailRead,
+        Self::VoicemailDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +53,9 @@ impl EventType {
             Self::CallAnswered => "call.answered",
             Self::CallEnded => "call.ended",
             Self::CallTransferred => "call.transferred",
+            Self::VoicemailReceived => "voicemail.received",
+            Self::VoicemailRead => "voicemail.read",
+            Self::VoicemailDeleted => "voicemail.deleted",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod extensions;
 pub mod registered_phones;
+pub mod voicemail;
 
 pub use error::ServiceError;
 

@@ -71,6 +71,8 @@ pub struct SipCore {
     pub calls: calls::CallsHandle,
     /// The media relay every call's RTP goes through.
     pub relay: switchboard_relay::Relay,
+    /// What the media applications say.
+    pub prompts: crate::apps::prompts::Prompts,
     date: DateHeader,
 }
 
@@ -357,6 +359,8 @@ impl SipServer {
             metrics: SipMetrics::new(),
             calls: calls::CallsHandle::default(),
             relay,
+            prompts: crate::apps::prompts::Prompts::english()
+                .context("the built-in prompts (prompts/en) cannot be read")?,
             date: DateHeader::default(),
             app: app.clone(),
         });

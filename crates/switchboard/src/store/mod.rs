@@ -12,6 +12,7 @@ pub mod extensions;
 pub mod registered_phones;
 pub mod registrations;
 pub mod sessions;
+pub mod voicemail;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -151,6 +151,9 @@ pub struct Call {
     pub b_ack: Option<Bytes>,
     /// A transfer asked for by one of the legs (REFER), while it is under way.
     pub transfer: Option<Transfer>,
+    /// The application answering the call in place of a phone (voicemail, the
+    /// auto attendant): leg B is then its socket, not a dialog.
+    pub app: Option<super::engine::AppLeg>,
 }
 
 /// A transfer under way (RFC 3515 REFER, RFC 5589): the leg `by` asked that the other

@@ -4,6 +4,7 @@
 //! call's state changes in one place and in order. What it sends goes into an [`Outbox`]; call
 //! records and events go to the recorder.
 
+mod apps;
 mod dialogs;
 mod forks;
 mod setup;
@@ -83,6 +84,8 @@ enum Timer {
 /// How long an INVITE waits for a provisional response before the transaction
 /// layer sends 100 Trying (RFC 3261 §17.2.1).
 const TRYING_DELAY: Duration = Duration::from_millis(200);
+
+pub use self::apps::AppLeg;
 
 pub struct Engine {
     core: Arc<SipCore>,
@@ -174,6 +177,7 @@ impl Engine {
                 let by = if by_caller { Leg::A } else { Leg::B };
                 self.start_blind(call, by, number, false, now);
             }
+            Command::AppDone(call) => self.app_done(call, now),
         }
     }
 
@@ -455,6 +459,14 @@ impl Engine {
     fn end(&mut self, id: u64, disposition: Disposition, cause: String) {
         let Some(call) = self.calls.remove(&id) else {
             return;
+        };
+        if let Some(app) = &call.app {
+            let _ = app.hangup.send(true);
+        }
+        // An answered call to an application counts as what the application is.
+        let disposition = match (&call.app, disposition) {
+            (Some(app), Disposition::Answered) => app.disposition,
+            _ => disposition,
         };
         // Only the ids still pointing here: a transfer may have moved a dialog on.
         let mut ids = vec![&call.a.dialog.call_id, &call.b_call_id];

@@ -50,6 +50,8 @@ pub enum Command {
         by_caller: bool,
         number: String,
     },
+    /// The application answering call `.0` has finished: the caller is hung up.
+    AppDone(u64),
 }
 
 /// The rest of the server's view of the engine.

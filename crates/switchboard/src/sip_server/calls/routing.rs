@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::apps::{App, DepositReason};
 use crate::features::calls::dialplan::{self, Destination, Directory, FeatureCode};
 use crate::features::extensions::model::ForwardWhen;
 use crate::sip_server::SipCore;
@@ -25,6 +26,8 @@ pub enum Plan {
     },
     /// Send the call on to `target` now (`call_forwarding.when = always`).
     Forward { target: String },
+    /// Answer it with an application (voicemail, the auto attendant).
+    App(App),
     /// Answer with this final response.
     Refuse { code: u16, reason: &'static str },
     /// `number` is not cached: look it up, then plan again.
@@ -101,9 +104,22 @@ pub fn plan(core: &SipCore, dialled: &str, now: Timestamp) -> Plan {
                 FeatureCode::OwnVoicemail => "Voicemail is not available",
             },
         },
-        Destination::Voicemail(_) => Plan::Refuse {
-            code: 480,
-            reason: "Voicemail is not available",
+        Destination::Voicemail(mailbox) => match core.credentials.cached(&mailbox) {
+            Some(Some(owner)) if owner.active && owner.voicemail_enabled => {
+                Plan::App(App::Deposit {
+                    mailbox,
+                    why: DepositReason::Unavailable,
+                })
+            }
+            Some(Some(_)) => Plan::Refuse {
+                code: 480,
+                reason: "This extension has no voicemail",
+            },
+            Some(None) => Plan::Refuse {
+                code: 404,
+                reason: "No such extension",
+            },
+            None => Plan::Lookup(mailbox),
         },
         Destination::AutoAttendant => Plan::Refuse {
             code: 480,
@@ -135,9 +151,12 @@ fn ring(core: &SipCore, number: String, now: Timestamp) -> Plan {
     }
     let bindings = core.location.lookup(&number, now);
     if bindings.is_empty() {
-        return Plan::Refuse {
-            code: 480,
-            reason: "Not registered",
+        return match voicemail_of(&number, &callee, DepositReason::Unavailable) {
+            Some(app) => Plan::App(app),
+            None => Plan::Refuse {
+                code: 480,
+                reason: "Not registered",
+            },
         };
     }
     Plan::Ring {
@@ -145,6 +164,14 @@ fn ring(core: &SipCore, number: String, now: Timestamp) -> Plan {
         callee,
         bindings,
     }
+}
+
+/// The voicemail a call to `extension` goes to when it cannot ring there, if it has one.
+pub fn voicemail_of(extension: &str, callee: &SipCredential, why: DepositReason) -> Option<App> {
+    callee.voicemail_enabled.then(|| App::Deposit {
+        mailbox: extension.to_owned(),
+        why,
+    })
 }
 
 /// Where a call that found `extension` busy or unanswered goes instead, if anywhere.

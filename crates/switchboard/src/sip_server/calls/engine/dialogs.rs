@@ -96,6 +96,10 @@ impl Engine {
             self.refer(id, from, key, req, now);
             return;
         }
+        if call.app.is_some() {
+            self.app_request(id, key, req, now);
+            return;
+        }
         let Some(target) = call.established_mut(to) else {
             let resp = reply_in(call, from, req, 491, None);
             self.respond(key, resp, now);

@@ -3,6 +3,7 @@
 //! no answer and failure handling.
 
 use super::*;
+use crate::apps::DepositReason;
 
 impl Engine {
     /// Stops ringing a fork: CANCEL now if it may be sent, else once it may.
@@ -297,7 +298,10 @@ impl Engine {
                 .and_then(|c| routing::forward_on(c, ForwardWhen::Busy));
             match forward {
                 Some(target) => self.forward(id, target, now),
-                None => self.fail(id, 486, "Busy Here", Disposition::Busy, now),
+                None => match self.voicemail_instead(id, DepositReason::Busy) {
+                    Some(app) => self.send_to_app(id, app, now),
+                    None => self.fail(id, 486, "Busy Here", Disposition::Busy, now),
+                },
             }
             return;
         }
@@ -330,8 +334,17 @@ impl Engine {
             .and_then(|c| routing::forward_on(c, ForwardWhen::NoAnswer));
         match forward {
             Some(target) => self.forward(id, target, now),
-            None => self.fail(id, 480, "No answer", Disposition::NoAnswer, now),
+            None => match self.voicemail_instead(id, DepositReason::Unavailable) {
+                Some(app) => self.send_to_app(id, app, now),
+                None => self.fail(id, 480, "No answer", Disposition::NoAnswer, now),
+            },
         }
+    }
+
+    /// The voicemail of the extension call `id` was ringing, when it has one.
+    fn voicemail_instead(&self, id: u64, why: DepositReason) -> Option<crate::apps::App> {
+        let call = self.calls.get(&id)?;
+        routing::voicemail_of(call.target.as_deref()?, call.callee.as_deref()?, why)
     }
 
     /// Ends an unanswered call with a final response to the caller.

@@ -208,6 +208,7 @@ impl Engine {
             late_offer,
             b_ack: None,
             transfer: None,
+            app: None,
             a_invite: invite,
         };
         self.by_call_id.insert(call.a.dialog.call_id.clone(), id);
@@ -295,6 +296,7 @@ impl Engine {
                 self.schedule(deadline, Timer::Ring(id));
             }
             Plan::Forward { target } => self.forward(id, target, now),
+            Plan::App(app) => self.send_to_app(id, app, now),
             Plan::Refuse { code, reason } => {
                 let disposition = if code == 486 {
                     Disposition::Busy

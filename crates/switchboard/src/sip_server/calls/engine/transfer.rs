@@ -128,8 +128,9 @@ impl Engine {
                 self.spawn_lookup(number, then);
                 return;
             }
-            // A transfer target's own forwarding is not followed.
-            Plan::Forward { .. } | Plan::Lookup(_) => {
+            // A transfer target's own forwarding is not followed, nor is a call
+            // transferred to a service (voicemail) yet.
+            Plan::Forward { .. } | Plan::App(_) | Plan::Lookup(_) => {
                 self.notify(id, by, 480, "Temporarily Unavailable", true, now);
                 return;
             }

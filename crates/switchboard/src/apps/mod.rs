@@ -1,0 +1,59 @@
+//! Media applications (spec 01 "Media applications", "Voicemail", "Auto attendant"):
+//! the PBX answering a call itself. The call engine answers the caller and hands the
+//! application a [`MediaSession`] (`session`); the application's script runs as a
+//! task and, when it returns, the engine hangs up (docs/architecture.md, "Media
+//! application decisions").
+
+pub mod prompts;
+pub mod session;
+mod voicemail;
+
+use std::sync::Arc;
+
+use self::session::MediaSession;
+use crate::features::calls::Disposition;
+use crate::sip_server::SipCore;
+
+/// What answers a call in place of a phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum App {
+    /// Leave a message in `mailbox`'s voicemail (the extension was busy, did not
+    /// answer, is not registered, or was dialled as `*` + extension).
+    Deposit { mailbox: String, why: DepositReason },
+}
+
+/// Why a call reached a mailbox, which the default greeting says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepositReason {
+    Busy,
+    /// No answer, not registered, or dialled directly.
+    Unavailable,
+}
+
+impl App {
+    /// How the call counts in its CDR.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Self::Deposit { .. } => Disposition::Voicemail,
+        }
+    }
+}
+
+/// The call an application answers.
+#[derive(Debug, Clone)]
+pub struct AppCall {
+    /// The engine's id of the call.
+    pub engine_id: u64,
+    pub uuid: uuid::Uuid,
+    pub caller: String,
+    pub caller_name: String,
+}
+
+/// Runs `app` for `call` until it is done or the caller hangs up.
+pub async fn run(core: &Arc<SipCore>, app: App, mut session: MediaSession, call: &AppCall) {
+    match app {
+        App::Deposit { mailbox, why } => {
+            voicemail::deposit(core, &mut session, call, &mailbox, why).await
+        }
+    }
+}

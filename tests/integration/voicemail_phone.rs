@@ -1,0 +1,135 @@
+//! Voicemail by phone, with real peers: a SIPp caller whose call the PBX's voicemail
+//! answers hears the greeting and leaves spoken audio (SIPp's g711a.pcap), which must
+//! be in the stored message; the CDR and the event say so.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use switchboard::apps::prompts::Prompts;
+use switchboard::config::{Config, SipTransport};
+
+use crate::harness::Client;
+use crate::interop::{SECRET_2001, Sipp, events_of, eventually, installed, server_with};
+
+fn quick_timers(config: &mut Config) {
+    config.sip.timers.t1_ms = 50;
+    config.sip.timers.t2_ms = 400;
+    config.sip.timers.t4_ms = 500;
+}
+
+/// `GET path` as bytes, with its Content-Type.
+async fn get_bytes(client: &Client, path: &str) -> (StatusCode, String, Vec<u8>) {
+    let mut req = client.http.get(format!("{}{path}", client.base));
+    if let Some(t) = &client.token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, content_type, resp.bytes().await.unwrap().to_vec())
+}
+
+/// Root mean square of 20 ms frames.
+fn frame_levels(samples: &[i16]) -> Vec<f64> {
+    samples
+        .chunks(160)
+        .map(|f| {
+            let sum: f64 = f.iter().map(|&s| f64::from(s).powi(2)).sum();
+            (sum / f.len() as f64).sqrt()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sipp_caller_leaves_a_voicemail_for_an_unregistered_extension() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    // The caller waits out the default greeting for 2002 and the tone.
+    let prompts = Prompts::english().unwrap();
+    let greeting: usize = [
+        "vm-person-at-extension",
+        "digit-2",
+        "digit-0",
+        "digit-0",
+        "digit-2",
+        "vm-not-available",
+        "beep",
+    ]
+    .iter()
+    .map(|p| prompts.get(p).len())
+    .sum();
+    let greeting_ms = greeting as u64 / 8;
+    Sipp::new(
+        "call_caller_voicemail.xml",
+        server.sip_addr(SipTransport::Udp),
+        "2002",
+    )
+    .auth("2001", SECRET_2001)
+    .key("caller", "2001")
+    .media()
+    .pause_ms(greeting_ms + 300)
+    .timeout(60)
+    .passes()
+    .await;
+
+    eventually("the message is stored", || async {
+        let (_, body) = admin.get("/api/voicemail/2002").await;
+        body["items"].as_array().is_some_and(|i| i.len() == 1)
+    })
+    .await;
+    let (_, body) = admin.get("/api/voicemail/2002").await;
+    let message = &body["items"][0];
+    assert_eq!(message["caller"], "2001", "{message}");
+    let id = message["id"].as_str().unwrap();
+
+    let (status, content_type, wav) =
+        get_bytes(&admin, &format!("/api/voicemail/2002/{id}/audio")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "audio/wav");
+    let samples = switchboard_media::wav::read(&wav).unwrap();
+    // From the tone to the BYE: the 0.3 s wait, the pcap (7.05 s as captured; SIPp
+    // paces it by its own clock), a second of silence.
+    let length = Duration::from_millis(samples.len() as u64 / 8);
+    let levels = frame_levels(&samples);
+    let profile: Vec<u32> = levels
+        .chunks(25)
+        .map(|c| (c.iter().sum::<f64>() / c.len() as f64) as u32)
+        .collect();
+    let context = format!("{length:?}; mean level per half second: {profile:?}");
+    assert!(
+        length >= Duration::from_millis(7_500) && length <= Duration::from_secs(13),
+        "{context}"
+    );
+    assert!(
+        levels[..10].iter().all(|&l| l < 100.0),
+        "the recording starts after the tone, before the speech: {context}"
+    );
+    let loud: Vec<usize> = (0..levels.len()).filter(|&i| levels[i] > 300.0).collect();
+    assert!(loud.len() >= 100, "at least 2 s of speech: {context}");
+    let span = (loud[loud.len() - 1] - loud[0]) * 20;
+    assert!(
+        span >= 6_000,
+        "the speech spans the pcap, {span} ms: {context}"
+    );
+    assert!(
+        levels[levels.len() - 25..].iter().all(|&l| l < 100.0),
+        "the last half second is the silence after the speech: {context}"
+    );
+
+    let cdr = eventually("the CDR", || async {
+        let (_, body) = admin.get("/api/cdr").await;
+        body["items"].as_array().is_some_and(|i| !i.is_empty())
+    });
+    cdr.await;
+    let (_, body) = admin.get("/api/cdr").await;
+    assert_eq!(body["items"][0]["disposition"], "voicemail", "{body}");
+    let received = events_of(&server, "voicemail.received").await;
+    assert_eq!(received.len(), 1, "{received:?}");
+}
