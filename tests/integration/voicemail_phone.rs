@@ -133,3 +133,68 @@ async fn sipp_caller_leaves_a_voicemail_for_an_unregistered_extension() {
     let received = events_of(&server, "voicemail.received").await;
     assert_eq!(received.len(), 1, "{received:?}");
 }
+
+#[tokio::test]
+async fn sipp_owner_dials_star_97_keys_in_the_pin_and_hears_the_new_message() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    let (status, body) = admin
+        .put(
+            "/api/voicemail/2002/pin",
+            serde_json::json!({"pin": "2580"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let vm = &server.server.as_ref().unwrap().app.voicemail;
+    let message: Vec<i16> = (0..3 * 8000)
+        .map(|i| ((f64::from(i) * 0.3).sin() * 6000.0) as i16)
+        .collect();
+    let left = vm.deposit("2002", "2001", "Ada", &message).await.unwrap();
+
+    // After the 1: the count, "Message one" and the message; then a margin.
+    let prompts = Prompts::english().unwrap();
+    let heard: usize = [
+        "vm-you-have",
+        "digit-1",
+        "vm-new-message",
+        "vm-message",
+        "digit-1",
+    ]
+    .iter()
+    .map(|p| prompts.get(p).len())
+    .sum::<usize>()
+        + message.len();
+    Sipp::new(
+        "call_caller_voicemail_listen.xml",
+        server.sip_addr(SipTransport::Udp),
+        "*97",
+    )
+    .auth("2002", crate::interop::SECRET_2002)
+    .key("caller", "2002")
+    .media()
+    .pause_ms(heard as u64 / 8 + 1_500)
+    .timeout(60)
+    .passes()
+    .await;
+
+    // The PIN was taken, 1 chose the new messages, and the message was heard to its
+    // end: it is saved now.
+    let read = vm.get("2002", left.id).await.unwrap();
+    assert_eq!(
+        read.folder,
+        switchboard::features::voicemail::Folder::Saved,
+        "{read:?}"
+    );
+    let events = events_of(&server, "voicemail.read").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    eventually("the CDR", || async {
+        let (_, body) = admin.get("/api/cdr").await;
+        body["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
+    let (_, body) = admin.get("/api/cdr").await;
+    assert_eq!(body["items"][0]["callee"], "*97", "{body}");
+    assert_eq!(body["items"][0]["disposition"], "answered", "{body}");
+}

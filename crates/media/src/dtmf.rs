@@ -72,17 +72,23 @@ pub fn digit_of(event: u8) -> Option<char> {
 ///
 /// A press is reported at the first of its packets that arrives (whichever it is: the
 /// first may be lost), so a menu reacts at the start of the tone rather than after it.
-/// Later packets with the same SSRC and timestamp (updates, the repeated end packets,
-/// duplicates) and packets of older events are ignored. A press longer than the 16-bit
+/// Later packets with the same SSRC, timestamp and event (updates, the repeated end
+/// packets, duplicates, stragglers of the last few presses) are ignored. A press longer than the 16-bit
 /// duration allows (8 s at 8 kHz) is continued by the sender under a new timestamp and
 /// would be reported twice; keys are not held that long.
 #[derive(Debug, Clone, Default)]
 pub struct DtmfReceiver {
-    last: Option<Reported>,
+    /// The presses reported last, newest at the back: a packet of any of them is a
+    /// repeat. Not "any older timestamp": senders that replay recorded events (SIPp's
+    /// DTMF pcaps) go back in time between presses, and each is still a press.
+    recent: std::collections::VecDeque<Reported>,
 }
 
-/// The event last reported.
-#[derive(Debug, Clone, Copy)]
+/// How many reported presses are remembered (stragglers come from the last few).
+const REMEMBERED: usize = 4;
+
+/// A press reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Reported {
     ssrc: u32,
     timestamp: u32,
@@ -98,22 +104,20 @@ impl DtmfReceiver {
     /// and for events that are not keys.
     pub fn on_packet(&mut self, header: &RtpHeader, payload: &[u8]) -> Option<char> {
         let event = TelephoneEvent::parse(payload)?;
-        if let Some(last) = self.last
-            && last.ssrc == header.ssrc
-        {
-            // Signed distance, so that the timestamp may wrap.
-            let age = header.timestamp.wrapping_sub(last.timestamp) as i32;
-            // The same timestamp with another event is a sender that does not advance
-            // its timestamp between presses: still a new press.
-            if age < 0 || (age == 0 && event.event == last.event) {
-                return None;
-            }
-        }
-        self.last = Some(Reported {
+        // The same timestamp with another event is a sender that does not advance its
+        // timestamp between presses: still a new press.
+        let press = Reported {
             ssrc: header.ssrc,
             timestamp: header.timestamp,
             event: event.event,
-        });
+        };
+        if self.recent.contains(&press) {
+            return None;
+        }
+        if self.recent.len() == REMEMBERED {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(press);
         digit_of(event.event)
     }
 }
@@ -282,6 +286,30 @@ mod tests {
         assert_eq!(rx.on_packet(&h, &payload(1, true, 800)), None);
         // Another key under the same timestamp (a sender that does not advance it).
         assert_eq!(rx.on_packet(&again, &payload(11, false, 160)), Some('#'));
+    }
+
+    #[test]
+    fn replayed_presses_going_back_in_time_still_count() {
+        // SIPp's dtmf_2833_N.pcap files, played one after the other: one SSRC, each
+        // press with the timestamp it was captured with.
+        let mut rx = DtmfReceiver::new();
+        let mut got = String::new();
+        for (event, timestamp) in [
+            (2, 23_200),
+            (5, 43_200),
+            (8, 60_800),
+            (0, 17_632),
+            (1, 13_280),
+        ] {
+            let h = header(0x0e05_384e, 1, timestamp);
+            for duration in [160, 320, 480] {
+                got.extend(rx.on_packet(&h, &payload(event, false, duration)));
+            }
+            for _ in 0..3 {
+                got.extend(rx.on_packet(&h, &payload(event, true, 640)));
+            }
+        }
+        assert_eq!(got, "25801");
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum App {
     /// Leave a message in `mailbox`'s voicemail (the extension was busy, did not
     /// answer, is not registered, or was dialled as `*` + extension).
     Deposit { mailbox: String, why: DepositReason },
+    /// Listen to a mailbox after its PIN: `None` is the caller's own (`*97`).
+    Listen { mailbox: Option<String> },
 }
 
 /// Why a call reached a mailbox, which the default greeting says.
@@ -35,6 +37,7 @@ impl App {
     pub fn disposition(&self) -> Disposition {
         match self {
             Self::Deposit { .. } => Disposition::Voicemail,
+            Self::Listen { .. } => Disposition::Answered,
         }
     }
 }
@@ -54,6 +57,10 @@ pub async fn run(core: &Arc<SipCore>, app: App, mut session: MediaSession, call:
     match app {
         App::Deposit { mailbox, why } => {
             voicemail::deposit(core, &mut session, call, &mailbox, why).await
+        }
+        App::Listen { mailbox } => {
+            let mailbox = mailbox.as_deref().unwrap_or(&call.caller);
+            voicemail::listen(core, &mut session, call, mailbox).await
         }
     }
 }

@@ -224,6 +224,11 @@ impl MediaSession {
         Recording { samples, ended }
     }
 
+    /// The first key pressed and not yet collected, if any.
+    pub fn take_key(&mut self) -> Option<char> {
+        self.digits.pop_front()
+    }
+
     /// Waits `how_long` (sending silence), keeping keys pressed meanwhile.
     pub async fn pause(&mut self, how_long: Duration) -> Result<(), HungUp> {
         let end = Instant::now() + how_long;

@@ -64,6 +64,16 @@ impl ExtensionService {
             .ok_or_else(|| ServiceError::not_found(format!("extension {number}")))
     }
 
+    /// Whether `pin` is `number`'s voicemail PIN (the phone menus' login). An unknown
+    /// extension or one without a PIN takes as long and says no.
+    pub async fn verify_pin(&self, number: &str, pin: &str) -> Result<bool, ServiceError> {
+        let hash = store::get(self.db.pool(), number)
+            .await?
+            .and_then(|r| r.voicemail_pin_hash);
+        let pin = pin.to_owned();
+        Ok(blocking(move || crypto::verify_hash(hash.as_deref(), &pin)).await)
+    }
+
     pub async fn exists(&self, number: &str) -> Result<bool, ServiceError> {
         Ok(store::get(self.db.pool(), number).await?.is_some())
     }

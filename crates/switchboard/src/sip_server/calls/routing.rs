@@ -92,16 +92,19 @@ pub fn plan(core: &SipCore, dialled: &str, now: Timestamp) -> Plan {
                 reason: "No route for emergency calls",
             }
         }
-        // The hooks of later features: voicemail, the auto attendant, hot-desking,
-        // DND and queues answer these once they exist.
-        Destination::Feature(code) => Plan::Refuse {
-            code: 480,
-            reason: match code {
-                FeatureCode::HotDeskLogin
-                | FeatureCode::HotDeskLogout
-                | FeatureCode::HotDeskStatus => "Hot-desking is not available",
-                FeatureCode::DndOn | FeatureCode::DndOff => "Do not disturb is not available",
-                FeatureCode::OwnVoicemail => "Voicemail is not available",
+        // The hooks of later features: the auto attendant, hot-desking, DND and
+        // queues answer these once they exist.
+        Destination::Feature(code) => match code {
+            FeatureCode::OwnVoicemail => Plan::App(App::Listen { mailbox: None }),
+            FeatureCode::HotDeskLogin | FeatureCode::HotDeskLogout | FeatureCode::HotDeskStatus => {
+                Plan::Refuse {
+                    code: 480,
+                    reason: "Hot-desking is not available",
+                }
+            }
+            FeatureCode::DndOn | FeatureCode::DndOff => Plan::Refuse {
+                code: 480,
+                reason: "Do not disturb is not available",
             },
         },
         Destination::Voicemail(mailbox) => match core.credentials.cached(&mailbox) {
