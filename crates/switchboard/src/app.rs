@@ -10,6 +10,7 @@ use crate::features::auth::AuthService;
 use crate::features::calls::CdrService;
 use crate::features::events::Changes;
 use crate::features::extensions::ExtensionService;
+use crate::features::mail::Mailer;
 use crate::features::registered_phones::RegisteredPhoneService;
 use crate::features::voicemail::VoicemailService;
 use crate::store::Db;
@@ -24,6 +25,8 @@ pub struct App {
     pub auth: AuthService,
     pub cdr: CdrService,
     pub voicemail: VoicemailService,
+    /// Outgoing e-mail; `None` when `smtp.host` is not set.
+    pub mailer: Option<Mailer>,
 }
 
 impl App {
@@ -43,7 +46,9 @@ impl App {
         let auth = AuthService::new(db.clone(), extensions.clone(), &config);
         let registered_phones = RegisteredPhoneService::new(db.clone());
         let cdr = CdrService::new(db.clone());
-        let voicemail = VoicemailService::new(db.clone(), &config);
+        let mailer = Mailer::from_config(&config.smtp)?;
+        let voicemail = VoicemailService::new(db.clone(), &config)
+            .with_mailer(mailer.clone(), config.voicemail.email_notifications);
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -53,6 +58,7 @@ impl App {
             registered_phones,
             cdr,
             voicemail,
+            mailer,
         })
     }
 }

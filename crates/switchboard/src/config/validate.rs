@@ -210,6 +210,18 @@ pub(super) fn validate(c: &Config) -> Result<(), Vec<Invalid>> {
         );
     }
 
+    // Checked even without smtp.host, so a sender typed wrong shows before mail is on.
+    if crate::features::mail::parse_from(&c.smtp.from).is_err() {
+        bad(
+            "smtp.from",
+            &c.smtp.from,
+            "an e-mail address, optionally with a name: Switchboard <pbx@example.com>",
+        );
+    }
+    if c.smtp.host.is_some() && c.smtp.port == 0 {
+        bad("smtp.port", &0, "1 to 65535");
+    }
+
     if !(4..=12).contains(&c.security.min_pin_length) {
         bad(
             "security.min_pin_length",

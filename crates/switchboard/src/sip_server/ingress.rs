@@ -13,7 +13,7 @@ use switchboard_sip::validate::{UasPolicy, validate_request};
 use switchboard_sip::{ErrorKind, Message, Method, parse_datagram};
 
 use super::transport::{Flow, Outbox};
-use super::{SipCore, auth, registrar};
+use super::{SipCore, auth, mwi, registrar};
 
 /// What this element handles; everything else gets 405/501 with this Allow.
 pub const METHODS: &[Method] = &[
@@ -28,6 +28,7 @@ pub const METHODS: &[Method] = &[
     Method::Refer,
     Method::Notify,
     Method::Message,
+    Method::Subscribe,
 ];
 const SUPPORTED: &[&str] = &["path", "outbound"];
 /// Bodies taken: SDP, and what calls carry in INFO, MESSAGE and NOTIFY, which the
@@ -76,8 +77,11 @@ pub fn handle_parsed(core: &Arc<SipCore>, msg: Message, flow: Flow, out: &mut Ou
 
 fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox) {
     let Some(method) = req.method().cloned() else {
-        // Responses belong to the call engine's client transactions (strays it drops).
-        core.calls.submit(req, flow);
+        // Responses to our message-waiting NOTIFYs are MWI's; the others belong to
+        // the call engine's client transactions (strays it drops).
+        if let Some(resp) = core.mwi.on_response(req, out) {
+            core.calls.submit(resp, flow);
+        }
         return;
     };
     if method == Method::Ack {
@@ -100,6 +104,7 @@ fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox)
     }
     match method {
         Method::Register => registrar::handle(core, req, flow, reply_flow, out),
+        Method::Subscribe => mwi::handle(core, req, flow, reply_flow, out),
         Method::Options => {
             let mut resp = core.response(&req, 200, None);
             resp.push(
@@ -112,6 +117,7 @@ fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox)
             );
             resp.push(HeaderName::Accept, ACCEPT.join(", "));
             resp.push(HeaderName::Supported, SUPPORTED.join(", "));
+            resp.push(HeaderName::AllowEvents, mwi::PACKAGE);
             out.push(&reply_flow, &resp);
         }
         Method::Invite

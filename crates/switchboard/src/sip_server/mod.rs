@@ -7,6 +7,7 @@ pub mod calls;
 pub mod credentials;
 pub mod ingress;
 pub mod location;
+pub mod mwi;
 pub mod persist;
 pub mod registrar;
 pub mod transport;
@@ -73,6 +74,8 @@ pub struct SipCore {
     pub relay: switchboard_relay::Relay,
     /// What the media applications say.
     pub prompts: crate::apps::prompts::Prompts,
+    /// Message-waiting subscriptions (`message-summary`).
+    pub mwi: mwi::Mwi,
     date: DateHeader,
 }
 
@@ -361,6 +364,7 @@ impl SipServer {
             relay,
             prompts: crate::apps::prompts::Prompts::english()
                 .context("the built-in prompts (prompts/en) cannot be read")?,
+            mwi: mwi::Mwi::default(),
             date: DateHeader::default(),
             app: app.clone(),
         });
@@ -431,6 +435,7 @@ impl SipServer {
             core.clone(),
             stopped.clone(),
         )));
+        tasks.push(tokio::spawn(mwi::run(core.clone(), stopped.clone())));
         tasks.push(tokio::spawn(credentials::run_refresh(
             core.clone(),
             stopped,

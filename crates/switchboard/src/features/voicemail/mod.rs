@@ -9,7 +9,13 @@
 //! removes the file again, and a crash between the two leaves a file without a row,
 //! which [`VoicemailService::sweep`] removes later. Deletions go the other way: the row
 //! first, then the file.
+//!
+//! Once a deposit has committed, the mailbox owner is e-mailed the recording (`email`)
+//! when SMTP is configured, `voicemail.email_notifications` is on and the extension has
+//! an address: from a task of its own, so a slow or broken mail server never delays
+//! or fails a deposit.
 
+mod email;
 mod files;
 
 use std::collections::HashSet;
@@ -23,9 +29,11 @@ use utoipa::ToSchema;
 
 use super::events::{EventType, emit};
 use super::extensions::rules::check_number;
+use super::mail::Mailer;
 use super::{Actor, ServiceError};
 use crate::config::Config;
 use crate::store::Db;
+use crate::store::extensions::ExtensionRow;
 use crate::store::voicemail::{self as store, GreetingRow, MessageRow};
 use crate::time::Timestamp;
 
@@ -175,16 +183,31 @@ pub struct VoicemailService {
     root: Arc<PathBuf>,
     min_message_seconds: u64,
     max_message_seconds: u64,
+    /// Sends the new-message e-mails; `None` when SMTP is not configured or
+    /// `voicemail.email_notifications` is off.
+    mailer: Option<Mailer>,
+    /// `timezone`, in which the e-mails show times.
+    timezone: chrono_tz::Tz,
 }
 
 impl VoicemailService {
+    /// The service without e-mail; [`Self::with_mailer`] adds it.
     pub fn new(db: Db, config: &Config) -> Self {
         Self {
             db,
             root: Arc::new(config.data_dir.join("voicemail")),
             min_message_seconds: config.voicemail.min_message_seconds,
             max_message_seconds: config.voicemail.max_message_seconds,
+            mailer: None,
+            timezone: config.timezone.parse().unwrap_or(chrono_tz::UTC),
         }
+    }
+
+    /// E-mails each new message through `mailer` (the configured SMTP server, if any)
+    /// when `email_notifications` (`voicemail.email_notifications`) is on.
+    pub fn with_mailer(mut self, mailer: Option<Mailer>, email_notifications: bool) -> Self {
+        self.mailer = mailer.filter(|_| email_notifications);
+        self
     }
 
     /// The directory holding every mailbox's files.
@@ -195,11 +218,15 @@ impl VoicemailService {
     /// Checks that `extension` is a well-formed number (so it can name a directory) and
     /// exists; returns whether its voicemail is enabled.
     async fn mailbox(&self, extension: &str) -> Result<bool> {
+        Ok(self.mailbox_owner(extension).await?.voicemail_enabled)
+    }
+
+    /// [`Self::mailbox`], giving the extension's row.
+    async fn mailbox_owner(&self, extension: &str) -> Result<ExtensionRow> {
         check_number(extension)?;
-        let row = crate::store::extensions::get(self.db.pool(), extension)
+        Ok(crate::store::extensions::get(self.db.pool(), extension)
             .await?
-            .ok_or_else(|| ServiceError::not_found(format!("extension {extension}")))?;
-        Ok(row.voicemail_enabled)
+            .ok_or_else(|| ServiceError::not_found(format!("extension {extension}")))?)
     }
 
     /// Stores a message `samples` (8 kHz, 16-bit, mono) left for `extension` by
@@ -208,7 +235,8 @@ impl VoicemailService {
     /// [`VoicemailError::TooShort`] and nothing is stored; one longer than
     /// `voicemail.max_message_seconds` is cut there. The message is in the mailbox
     /// (file, row and `voicemail.received` event) once this returns `Ok`, and not at all
-    /// otherwise.
+    /// otherwise. The owner's e-mail (when there is one to send) goes afterwards, in the
+    /// background: its fate does not change the result.
     pub async fn deposit(
         &self,
         extension: &str,
@@ -216,7 +244,8 @@ impl VoicemailService {
         caller_name: &str,
         samples: &[i16],
     ) -> Result<VoicemailMessage> {
-        if !self.mailbox(extension).await? {
+        let owner = self.mailbox_owner(extension).await?;
+        if !owner.voicemail_enabled {
             return Err(VoicemailError::Disabled(extension.to_owned()));
         }
         let max = (self.max_message_seconds * SAMPLE_RATE) as usize;
@@ -240,9 +269,10 @@ impl VoicemailService {
             file: files::message_file(extension, &id),
         };
         let path = files::resolve(&self.root, &row.file)?;
-        let bytes = wav::write(samples);
+        let bytes = Arc::new(wav::write(samples));
         let dest = path.clone();
-        blocking(move || files::write_atomically(&dest, &bytes)).await?;
+        let file_bytes = Arc::clone(&bytes);
+        blocking(move || files::write_atomically(&dest, &file_bytes)).await?;
 
         if let Err(e) = self.insert_message(&row, id).await {
             // Not stored: the file must not outlive the failed transaction.
@@ -252,7 +282,38 @@ impl VoicemailService {
             return Err(e);
         }
         tracing::info!(extension, caller, message = %id, duration_ms, "voicemail received");
-        Ok(VoicemailMessage::from_row(row))
+        let message = VoicemailMessage::from_row(row);
+        self.email_owner(&owner, &message, bytes);
+        Ok(message)
+    }
+
+    /// Queues the e-mail of the new `message` (its file is `wav`) to `owner`, when
+    /// e-mail is on and `owner` has an address. Never fails: problems are logged.
+    fn email_owner(&self, owner: &ExtensionRow, message: &VoicemailMessage, wav: Arc<Vec<u8>>) {
+        let Some(mailer) = &self.mailer else { return };
+        let Some(address) = owner
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        else {
+            return;
+        };
+        let what = format!("voicemail {}", message.id);
+        let to = match address.parse::<lettre::Address>() {
+            Ok(a) => lettre::message::Mailbox::new(Some(owner.name.clone()), a),
+            Err(e) => {
+                tracing::warn!(extension = %owner.number, message = %message.id, error = %e, "voicemail e-mail not sent: the extension's e-mail address is invalid");
+                return;
+            }
+        };
+        let wav = Arc::try_unwrap(wav).unwrap_or_else(|shared| shared.as_ref().clone());
+        match email::build(mailer.from(), to, &owner.name, message, self.timezone, wav) {
+            Ok(mail) => mailer.send_later(mail, what),
+            Err(e) => {
+                tracing::warn!(extension = %owner.number, message = %message.id, error = %e, "voicemail e-mail not built");
+            }
+        }
     }
 
     async fn insert_message(&self, row: &MessageRow, id: uuid::Uuid) -> Result<()> {
