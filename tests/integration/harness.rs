@@ -366,6 +366,32 @@ impl Client {
         self.send(Method::DELETE, path, None).await
     }
 
+    /// `GET path` as bytes with its content type and length headers.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+    ) -> (StatusCode, Option<String>, Option<u64>, Vec<u8>) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let content_type = header("content-type");
+        let length = header("content-length").map(|v| v.parse().unwrap());
+        (
+            status,
+            content_type,
+            length,
+            resp.bytes().await.unwrap().to_vec(),
+        )
+    }
+
     /// Sends a raw body with a content type.
     /// `GET path` as text (CSV, Prometheus metrics).
     pub async fn get_text(&self, path: &str) -> (StatusCode, String) {

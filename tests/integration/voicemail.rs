@@ -11,9 +11,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard::features::voicemail::{MAX_GREETING_BYTES, VoicemailError, VoicemailService};
 use switchboard::features::{Actor, ServiceError};
-use switchboard::store::{Backend, events};
+use switchboard::store::Backend;
 
 use crate::harness::{Client, TestDb, TestServer, code};
+use crate::interop::events_of;
 
 fn voicemail(server: &TestServer) -> &VoicemailService {
     &server.server.as_ref().unwrap().app.voicemail
@@ -70,43 +71,6 @@ fn files_in(dir: &Path) -> Vec<String> {
     };
     names.sort();
     names
-}
-
-/// The data of every outbox event of type `kind`, in order.
-async fn events_of(server: &TestServer, kind: &str) -> Vec<Value> {
-    events::after(server.db().pool(), 0, 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.event_type == kind)
-        .map(|e| e.data)
-        .collect()
-}
-
-/// `GET path` as bytes with its content type and length headers.
-async fn get_bytes(
-    client: &Client,
-    path: &str,
-) -> (StatusCode, Option<String>, Option<u64>, Vec<u8>) {
-    let mut req = client.http.get(format!("{}{path}", client.base));
-    if let Some(t) = &client.token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    };
-    let content_type = header("content-type");
-    let length = header("content-length").map(|v| v.parse().unwrap());
-    (
-        status,
-        content_type,
-        length,
-        resp.bytes().await.unwrap().to_vec(),
-    )
 }
 
 async fn put_greeting(client: &Client, ext: &str, body: Vec<u8>) -> (StatusCode, Value) {
@@ -175,8 +139,9 @@ async fn deposited_messages_are_listed_played_marked_read_and_deleted() {
         assert_eq!(meta["received_at"], json!(first.received_at));
 
         // Audio: a WAV file holding exactly what was deposited.
-        let (status, content_type, length, bytes) =
-            get_bytes(&user, &format!("/api/voicemail/2001/{}/audio", first.id)).await;
+        let (status, content_type, length, bytes) = user
+            .get_bytes(&format!("/api/voicemail/2001/{}/audio", first.id))
+            .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(content_type.as_deref(), Some("audio/wav"));
         assert_eq!(length, Some(bytes.len() as u64));
@@ -390,7 +355,7 @@ async fn greetings_are_validated_stored_played_and_removed() {
         assert_eq!(body["duration_ms"], 2000);
         assert_eq!(vm.greeting("2001").await.unwrap(), Some(samples.clone()));
         let (status, content_type, length, bytes) =
-            get_bytes(&user, "/api/voicemail/2001/greeting").await;
+            user.get_bytes("/api/voicemail/2001/greeting").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(content_type.as_deref(), Some("audio/wav"));
         assert_eq!(length, Some(bytes.len() as u64));

@@ -8,30 +8,12 @@ use reqwest::StatusCode;
 use switchboard::apps::prompts::Prompts;
 use switchboard::config::{Config, SipTransport};
 
-use crate::harness::Client;
 use crate::interop::{SECRET_2001, Sipp, events_of, eventually, installed, server_with};
 
 fn quick_timers(config: &mut Config) {
     config.sip.timers.t1_ms = 50;
     config.sip.timers.t2_ms = 400;
     config.sip.timers.t4_ms = 500;
-}
-
-/// `GET path` as bytes, with its Content-Type.
-async fn get_bytes(client: &Client, path: &str) -> (StatusCode, String, Vec<u8>) {
-    let mut req = client.http.get(format!("{}{path}", client.base));
-    if let Some(t) = &client.token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    (status, content_type, resp.bytes().await.unwrap().to_vec())
 }
 
 /// Root mean square of 20 ms frames.
@@ -89,10 +71,11 @@ async fn sipp_caller_leaves_a_voicemail_for_an_unregistered_extension() {
     assert_eq!(message["caller"], "2001", "{message}");
     let id = message["id"].as_str().unwrap();
 
-    let (status, content_type, wav) =
-        get_bytes(&admin, &format!("/api/voicemail/2002/{id}/audio")).await;
+    let (status, content_type, _, wav) = admin
+        .get_bytes(&format!("/api/voicemail/2002/{id}/audio"))
+        .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(content_type, "audio/wav");
+    assert_eq!(content_type.as_deref(), Some("audio/wav"));
     let samples = switchboard_media::wav::read(&wav).unwrap();
     // From the tone to the BYE: the 0.3 s wait, the pcap (7.05 s as captured; SIPp
     // paces it by its own clock), a second of silence.

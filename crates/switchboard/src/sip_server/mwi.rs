@@ -15,15 +15,15 @@
 //! a phone never sees older counts after newer ones.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_sip::dialog::Dialog;
-use switchboard_sip::header::{Contacts, HeaderName, Via};
-use switchboard_sip::text::{push_hex, push_host};
+use switchboard_sip::header::{Contacts, HeaderName};
+use switchboard_sip::text::push_hex;
 use switchboard_sip::transaction::{
-    Config, Incoming, Output, Side, TransactionKey, TransactionLayer, branch_of,
+    Config, Incoming, Output, Side, TransactionKey, TransactionLayer,
 };
 use switchboard_sip::uri::push_escaped_user;
 use switchboard_sip::{Host, Message, Method, Uri};
@@ -31,9 +31,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::SipCore;
 use super::auth::{self, Challenger, Verdict};
+use super::calls::{contact, via};
 use super::credentials::SipCredential;
-use super::transport::{Flow, Outbox};
-use crate::config::SipTransport;
+use super::transport::{Flow, Outbox, local_for};
 use crate::features::voicemail::Counts;
 use crate::store;
 use crate::time::Timestamp;
@@ -745,75 +745,10 @@ fn aor(ext: &str, realm: &str) -> String {
     out
 }
 
-fn transport_name(t: SipTransport) -> &'static str {
-    match t {
-        SipTransport::Udp => "UDP",
-        SipTransport::Tcp => "TCP",
-        SipTransport::Tls => "TLS",
-    }
-}
-
-/// Our top Via for a request over `flow`.
-fn via(flow: &Flow, local: SocketAddr) -> Via {
-    let mut via = Via::new(
-        transport_name(flow.transport),
-        Host::from(local.ip()),
-        Some(local.port()),
-        &branch_of(rand::random()),
-    );
-    via.params.set("rport", None);
-    via
-}
-
-/// Our Contact over `flow`.
-fn contact(flow: &Flow, local: SocketAddr, user: &str) -> String {
-    let transport = match flow.transport {
-        SipTransport::Udp => "",
-        SipTransport::Tcp => ";transport=tcp",
-        SipTransport::Tls => ";transport=tls",
-    };
-    let mut out = String::with_capacity(64 + user.len());
-    out.push_str("<sip:");
-    push_escaped_user(&mut out, user);
-    out.push('@');
-    push_host(&mut out, local.ip());
-    out.push(':');
-    out.push_str(itoa::Buffer::new().format(local.port()));
-    out.push_str(transport);
-    out.push('>');
-    out
-}
-
-/// Our address as the peer of `flow` reaches it: the listener's, or for a wildcard
-/// listener the one the kernel routes from towards the peer (cached per peer).
-fn local_for(cache: &mut HashMap<IpAddr, IpAddr>, flow: &Flow) -> SocketAddr {
-    if !flow.local.ip().is_unspecified() {
-        return flow.local;
-    }
-    let peer = flow.remote.ip();
-    if cache.len() >= 10_000 && !cache.contains_key(&peer) {
-        cache.clear();
-    }
-    let ip = *cache.entry(peer).or_insert_with(|| {
-        let any: SocketAddr = if peer.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        std::net::UdpSocket::bind(any)
-            .and_then(|s| {
-                s.connect((peer, 9))?;
-                s.local_addr()
-            })
-            .map(|a| a.ip())
-            .unwrap_or(peer)
-    });
-    SocketAddr::new(ip, flow.local.port())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SipTransport;
 
     #[test]
     fn the_body_says_whether_messages_wait_and_how_many() {

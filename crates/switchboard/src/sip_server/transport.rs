@@ -2,7 +2,8 @@
 //! the [`Flow`] it came on, and replies and later requests to a phone go back over it
 //! (RFC 3581 for UDP, the phone's own connection for TCP/TLS, RFC 5626 style).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -306,4 +307,35 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Our address as the peer of `flow` reaches it: the listener's, or for a wildcard
+/// listener the one the kernel routes from towards the peer (cached per peer).
+pub fn local_for(cache: &mut HashMap<IpAddr, IpAddr>, flow: &Flow) -> SocketAddr {
+    if !flow.local.ip().is_unspecified() {
+        return flow.local;
+    }
+    let peer = flow.remote.ip();
+    if cache.len() >= 10_000 && !cache.contains_key(&peer) {
+        cache.clear(); // bounded: a scan from many addresses cannot grow it
+    }
+    let ip = *cache.entry(peer).or_insert_with(|| route_source(peer));
+    SocketAddr::new(ip, flow.local.port())
+}
+
+/// The source address the kernel would use towards `peer` (a connected UDP socket
+/// sends nothing; it only asks the routing table).
+fn route_source(peer: IpAddr) -> IpAddr {
+    let any: SocketAddr = if peer.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    std::net::UdpSocket::bind(any)
+        .and_then(|s| {
+            s.connect((peer, 9))?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(peer)
 }

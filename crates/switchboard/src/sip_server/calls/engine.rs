@@ -34,7 +34,7 @@ use crate::features::calls::{ActiveCall, CallEvent, CallRecord, Disposition, Med
 use crate::features::extensions::model::ForwardWhen;
 use crate::sip_server::SipCore;
 use crate::sip_server::auth::{self, Challenger, Verdict};
-use crate::sip_server::transport::{Flow, Outbox};
+use crate::sip_server::transport::{Flow, Outbox, local_for};
 use crate::time::Timestamp;
 
 /// What a transaction is to the engine.
@@ -600,35 +600,4 @@ fn answer_body(
 /// The address written into SDP for the phone at the end of `flow`.
 fn advertised(public: Option<IpAddr>, cache: &mut HashMap<IpAddr, IpAddr>, flow: &Flow) -> IpAddr {
     public.unwrap_or_else(|| local_for(cache, flow).ip())
-}
-
-/// Our address as the peer of `flow` reaches it: the listener's, or for a wildcard
-/// listener the one the kernel routes from towards the peer (cached per peer).
-fn local_for(cache: &mut HashMap<IpAddr, IpAddr>, flow: &Flow) -> SocketAddr {
-    if !flow.local.ip().is_unspecified() {
-        return flow.local;
-    }
-    let peer = flow.remote.ip();
-    if cache.len() >= 10_000 && !cache.contains_key(&peer) {
-        cache.clear(); // bounded: a scan from many addresses cannot grow it
-    }
-    let ip = *cache.entry(peer).or_insert_with(|| route_source(peer));
-    SocketAddr::new(ip, flow.local.port())
-}
-
-/// The source address the kernel would use towards `peer` (a connected UDP socket
-/// sends nothing; it only asks the routing table).
-fn route_source(peer: IpAddr) -> IpAddr {
-    let any: SocketAddr = if peer.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    std::net::UdpSocket::bind(any)
-        .and_then(|s| {
-            s.connect((peer, 9))?;
-            s.local_addr()
-        })
-        .map(|a| a.ip())
-        .unwrap_or(peer)
 }

@@ -18,6 +18,7 @@ use switchboard_sip::Message;
 use switchboard_sip::transaction::TransactionKey;
 use tokio::sync::{mpsc, watch};
 
+pub use self::call::{contact, via};
 pub use self::engine::Engine;
 use super::SipCore;
 use super::transport::Flow;
