@@ -13,8 +13,8 @@ use switchboard_sip::Message;
 
 use crate::harness::{Client, TestServer};
 use crate::interop::{
-    Baresip, SECRET_2001, SECRET_2002, Sipp, SippRun, baresip_modules, bindings, events_of,
-    eventually, free_port, installed, server_with,
+    Baresip, SECRET_2001, SECRET_2002, Sipp, SippRun, baresip_modules, bindings, callee_as,
+    events_of, eventually, free_port, installed, server_with,
 };
 
 /// Short SIP timers, so the transactions of a finished call are gone within seconds
@@ -29,22 +29,6 @@ fn quick_timers(config: &mut Config) {
 /// the callee (SIPp answers where it registered from).
 async fn callee(server: &TestServer, scenario: &'static str) -> SippRun {
     callee_as(server, scenario, "2002", SECRET_2002).await
-}
-
-async fn callee_as(
-    server: &TestServer,
-    scenario: &'static str,
-    number: &str,
-    secret: &str,
-) -> SippRun {
-    let sip = server.sip_addr(SipTransport::Udp);
-    let port = free_port();
-    Sipp::new("register_digest.xml", sip, number)
-        .auth(number, secret)
-        .port(port)
-        .passes()
-        .await;
-    Sipp::new(scenario, sip, number).port(port).spawn()
 }
 
 const SECRET_2003: &str = "calls-secret-2003";

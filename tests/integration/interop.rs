@@ -292,6 +292,38 @@ pub(crate) async fn server_with(tweak: impl FnOnce(&mut Config)) -> (TestServer,
     (server, admin)
 }
 
+/// Registers extension `number` from a port of its own and starts `scenario` there as
+/// a callee (SIPp answers where it registered from).
+pub(crate) async fn callee_as(
+    server: &TestServer,
+    scenario: &'static str,
+    number: &str,
+    secret: &str,
+) -> SippRun {
+    callee_waiting(server, scenario, number, secret, 10).await
+}
+
+/// [`callee_as`] waiting up to `seconds` for its call (SIPp's `-timeout`).
+pub(crate) async fn callee_waiting(
+    server: &TestServer,
+    scenario: &'static str,
+    number: &str,
+    secret: &str,
+    seconds: u32,
+) -> SippRun {
+    let sip = server.sip_addr(SipTransport::Udp);
+    let port = free_port();
+    Sipp::new("register_digest.xml", sip, number)
+        .auth(number, secret)
+        .port(port)
+        .passes()
+        .await;
+    Sipp::new(scenario, sip, number)
+        .port(port)
+        .timeout(seconds)
+        .spawn()
+}
+
 pub(crate) async fn bindings(server: &TestServer, ext: &str) -> Vec<registrations::BindingRow> {
     registrations::for_extension(server.db().pool(), ext, Timestamp::now())
         .await

@@ -5,6 +5,7 @@ mod harness;
 mod sip_phone;
 
 mod auth;
+mod auto_attendant;
 mod browser;
 mod calls;
 mod cli;

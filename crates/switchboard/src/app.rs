@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::features::auth::AuthService;
+use crate::features::auto_attendant::AutoAttendantService;
 use crate::features::calls::CdrService;
 use crate::features::events::Changes;
 use crate::features::extensions::ExtensionService;
@@ -25,6 +26,7 @@ pub struct App {
     pub auth: AuthService,
     pub cdr: CdrService,
     pub voicemail: VoicemailService,
+    pub auto_attendant: AutoAttendantService,
     /// Outgoing e-mail; `None` when `smtp.host` is not set.
     pub mailer: Option<Mailer>,
 }
@@ -49,6 +51,7 @@ impl App {
         let mailer = Mailer::from_config(&config.smtp)?;
         let voicemail = VoicemailService::new(db.clone(), &config)
             .with_mailer(mailer.clone(), config.voicemail.email_notifications);
+        let auto_attendant = AutoAttendantService::new(db.clone(), config.auto_attendant.clone());
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -58,6 +61,7 @@ impl App {
             registered_phones,
             cdr,
             voicemail,
+            auto_attendant,
             mailer,
         })
     }

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod auto_attendant;
 pub mod calls;
 pub mod error;
 pub mod extensions;
@@ -56,6 +57,7 @@ pub struct AppState {
         (name = "extensions", description = "Extensions and their credentials"),
         (name = "calls", description = "Calls in progress and call detail records"),
         (name = "voicemail", description = "Voicemail"),
+        (name = "auto-attendant", description = "The auto attendant on extension 0"),
         (name = "api-keys", description = "API keys for integrations"),
         (name = "registered-phones", description = "Devices that registered (seed 004)"),
         (name = "system", description = "System overview"),
@@ -95,6 +97,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(extensions::routes())
         .merge(calls::routes())
         .merge(voicemail::routes())
+        .merge(auto_attendant::routes())
         .merge(api_keys::routes())
         .merge(registered_phones::routes())
         .merge(system::routes())

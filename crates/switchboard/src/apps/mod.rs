@@ -4,6 +4,7 @@
 //! task and, when it returns, the engine hangs up (docs/architecture.md, "Media
 //! application decisions").
 
+mod auto_attendant;
 pub mod prompts;
 pub mod session;
 mod voicemail;
@@ -22,6 +23,8 @@ pub enum App {
     Deposit { mailbox: String, why: DepositReason },
     /// Listen to a mailbox after its PIN: `None` is the caller's own (`*97`).
     Listen { mailbox: Option<String> },
+    /// The greeting menu of extension 0, which hands the call on.
+    AutoAttendant,
 }
 
 /// Why a call reached a mailbox, which the default greeting says.
@@ -37,7 +40,7 @@ impl App {
     pub fn disposition(&self) -> Disposition {
         match self {
             Self::Deposit { .. } => Disposition::Voicemail,
-            Self::Listen { .. } => Disposition::Answered,
+            Self::Listen { .. } | Self::AutoAttendant => Disposition::Answered,
         }
     }
 }
@@ -62,5 +65,6 @@ pub async fn run(core: &Arc<SipCore>, app: App, mut session: MediaSession, call:
             let mailbox = mailbox.as_deref().unwrap_or(&call.caller);
             voicemail::listen(core, &mut session, call, mailbox).await
         }
+        App::AutoAttendant => auto_attendant::run(core, &mut session, call).await,
     }
 }

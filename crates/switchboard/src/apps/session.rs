@@ -169,6 +169,35 @@ impl MediaSession {
         result
     }
 
+    /// Plays `audio` over and over until `until` is ready (music while a transfer
+    /// rings), then gives its output. Keys pressed meanwhile are dropped.
+    pub async fn play_until<T>(
+        &mut self,
+        audio: Arc<[i16]>,
+        until: impl Future<Output = T>,
+    ) -> Result<T, HungUp> {
+        let mut until = std::pin::pin!(until);
+        let result = loop {
+            if !self.endpoint.is_playing() {
+                self.endpoint.play(audio.clone());
+            }
+            // `turn` only awaits cancel-safe futures (a datagram, a timer, the hangup
+            // watch), so dropping it when `until` is ready loses nothing.
+            tokio::select! {
+                biased;
+                out = &mut until => break Ok(out),
+                turned = self.turn(None) => {
+                    if let Err(e) = turned {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        self.endpoint.stop_playback();
+        self.digits.clear();
+        result
+    }
+
     /// Digits as `how` says; an empty string when none came in time. Digits typed
     /// ahead count.
     pub async fn collect(&mut self, how: &Collect) -> Result<String, HungUp> {

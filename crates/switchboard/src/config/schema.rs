@@ -22,6 +22,9 @@ pub struct Config {
     pub rtp: RtpConfig,
     pub calls: CallsConfig,
     pub voicemail: VoicemailConfig,
+    /// Extension 0 (spec 01 "Auto attendant"); the API's settings replace it once set.
+    pub auto_attendant: crate::features::auto_attendant::Settings,
+    pub prompts: PromptsConfig,
     pub smtp: SmtpConfig,
     pub security: SecurityConfig,
     pub features: FeaturesConfig,
@@ -41,6 +44,8 @@ impl Default for Config {
             rtp: RtpConfig::default(),
             calls: CallsConfig::default(),
             voicemail: VoicemailConfig::default(),
+            auto_attendant: Default::default(),
+            prompts: PromptsConfig::default(),
             smtp: SmtpConfig::default(),
             security: SecurityConfig::default(),
             features: FeaturesConfig::default(),
@@ -272,6 +277,16 @@ impl Default for VoicemailConfig {
             email_notifications: true,
         }
     }
+}
+
+/// What the PBX says and plays (prompts/README.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PromptsConfig {
+    /// WAV files named like `prompts/en` replacing the built-in English prompts.
+    pub directory: Option<PathBuf>,
+    /// A WAV file replacing the built-in hold music.
+    pub hold_music: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

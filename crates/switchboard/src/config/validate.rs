@@ -210,6 +210,10 @@ pub(super) fn validate(c: &Config) -> Result<(), Vec<Invalid>> {
         );
     }
 
+    for p in c.auto_attendant.problems() {
+        bad(&format!("auto_attendant.{}", p.field), &p.value, &p.message);
+    }
+
     // Checked even without smtp.host, so a sender typed wrong shows before mail is on.
     if crate::features::mail::parse_from(&c.smtp.from).is_err() {
         bad(

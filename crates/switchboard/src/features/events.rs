@@ -24,6 +24,7 @@ pub enum EventType {
     VoicemailReceived,
     VoicemailRead,
     VoicemailDeleted,
+    AutoAttendantUpdated,
 }
 
 impl EventType {
@@ -40,6 +41,7 @@ impl EventType {
         Self::VoicemailReceived,
         Self::VoicemailRead,
         Self::VoicemailDeleted,
+        Self::AutoAttendantUpdated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +58,7 @@ impl EventType {
             Self::VoicemailReceived => "voicemail.received",
             Self::VoicemailRead => "voicemail.read",
             Self::VoicemailDeleted => "voicemail.deleted",
+            Self::AutoAttendantUpdated => "auto_attendant.updated",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! SIP side (and the CLI), so every path runs the same code.
 
 pub mod auth;
+pub mod auto_attendant;
 pub mod calls;
 pub mod error;
 pub mod events;

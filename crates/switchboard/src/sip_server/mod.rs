@@ -362,8 +362,11 @@ impl SipServer {
             metrics: SipMetrics::new(),
             calls: calls::CallsHandle::default(),
             relay,
-            prompts: crate::apps::prompts::Prompts::english()
-                .context("the built-in prompts (prompts/en) cannot be read")?,
+            prompts: crate::apps::prompts::Prompts::configured(
+                app.config.prompts.directory.as_deref(),
+                app.config.prompts.hold_music.as_deref(),
+            )
+            .context("the prompts cannot be loaded (prompts.directory, prompts.hold_music)")?,
             mwi: mwi::Mwi::default(),
             date: DateHeader::default(),
             app: app.clone(),

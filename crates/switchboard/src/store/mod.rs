@@ -6,6 +6,7 @@
 //! booleans are read with [`flag`] because SQLite hands them back as integers.
 
 pub mod api_keys;
+pub mod auto_attendant;
 pub mod cdr;
 pub mod events;
 pub mod extensions;

@@ -177,6 +177,11 @@ impl Engine {
                 let by = if by_caller { Leg::A } else { Leg::B };
                 self.start_blind(call, by, number, false, now);
             }
+            Command::AppTransfer {
+                call,
+                number,
+                outcome,
+            } => self.app_transfer(call, number, outcome, now),
             Command::AppDone(call) => self.app_done(call, now),
         }
     }

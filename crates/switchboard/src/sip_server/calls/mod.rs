@@ -7,7 +7,7 @@
 mod call;
 mod engine;
 mod media;
-mod routing;
+pub mod routing;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +50,14 @@ pub enum Command {
         call: u64,
         by_caller: bool,
         number: String,
+    },
+    /// The application answering call `call` hands it on to `number` (the auto
+    /// attendant connecting a caller): `outcome` gets 200 once `number` answered (the
+    /// application is then out of the call), else the final code of the attempt.
+    AppTransfer {
+        call: u64,
+        number: String,
+        outcome: tokio::sync::oneshot::Sender<u16>,
     },
     /// The application answering call `.0` has finished: the caller is hung up.
     AppDone(u64),
@@ -218,6 +226,26 @@ impl CallsHandle {
     /// Resumes what waited for a lookup.
     pub fn resume(&self, core: &SipCore, command: Command) {
         self.with(core, |r, now| r.engine.on_command(command, now));
+    }
+
+    /// Asks the engine to connect the caller of call `call`, which an application
+    /// answers, to `number` ([`Command::AppTransfer`]); the receiver gets the outcome.
+    pub fn transfer_app(
+        &self,
+        core: &SipCore,
+        call: u64,
+        number: String,
+    ) -> tokio::sync::oneshot::Receiver<u16> {
+        let (outcome, heard) = tokio::sync::oneshot::channel();
+        self.resume(
+            core,
+            Command::AppTransfer {
+                call,
+                number,
+                outcome,
+            },
+        );
+        heard
     }
 }
 

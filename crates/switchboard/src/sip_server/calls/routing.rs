@@ -124,10 +124,7 @@ pub fn plan(core: &SipCore, dialled: &str, now: Timestamp) -> Plan {
             },
             None => Plan::Lookup(mailbox),
         },
-        Destination::AutoAttendant => Plan::Refuse {
-            code: 480,
-            reason: "The auto attendant is not available",
-        },
+        Destination::AutoAttendant => Plan::App(App::AutoAttendant),
         Destination::Queue(_) => Plan::Refuse {
             code: 480,
             reason: "Queues are not available",

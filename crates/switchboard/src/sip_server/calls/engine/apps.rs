@@ -10,7 +10,7 @@ use switchboard_sip::ByteString;
 
 use switchboard_media::g711::G711;
 use switchboard_media::relay::Side;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::*;
 use crate::apps::{self, App, AppCall};
@@ -88,6 +88,17 @@ pub struct AppLeg {
     /// Its SDP as a phone's answer: a re-INVITE from the caller is answered with
     /// it again, cut to the new offer.
     answer: Bytes,
+    /// Waits for the outcome of the transfer the application asked for.
+    pub transfer: Option<oneshot::Sender<u16>>,
+}
+
+impl AppLeg {
+    /// The application's transfer ended with `code` (200: connected).
+    pub fn transfer_ended(&mut self, code: u16) {
+        if let Some(outcome) = self.transfer.take() {
+            let _ = outcome.send(code);
+        }
+    }
 }
 
 impl Engine {
@@ -137,6 +148,16 @@ impl Engine {
             return;
         };
         let answer = chosen.answer_from(at);
+        // The caller's offer through the relay as for a phone: the relay learns where
+        // the caller receives (latched at once, not after probation), and keeps the
+        // offer for a transfer out of the application to ring the target with.
+        if let (Some((_, offer)), Some(parsed)) = (&call.offer, &call.offer_sdp)
+            && let Err(Unusable(why)) =
+                media.relay_parsed(Leg::A, offer, parsed.clone(), Ipv4Addr::LOCALHOST.into())
+        {
+            self.fail(id, 488, &why, Disposition::Failed, now);
+            return;
+        }
         let body = match media.relay_sdp(Leg::B, &answer, towards, call.offer_sdp.as_ref()) {
             Ok(body) => body,
             Err(Unusable(why)) => {
@@ -152,6 +173,7 @@ impl Engine {
             hangup,
             disposition: app.disposition(),
             answer,
+            transfer: None,
         });
         call.phase = Phase::Answered;
         call.answered_at = Some(Timestamp::now());
@@ -246,6 +268,33 @@ impl Engine {
         if invite && resp.code() == Some(200) {
             self.expect_ack(id, Leg::A, &resp, flow, seq, now);
         }
+    }
+
+    /// The application answering call `id` connects its caller to `number`: a blind
+    /// transfer in which the application is the referrer (leg B), so the target is
+    /// rung with the caller's media and takes the application's place. The outcome
+    /// goes to `outcome` instead of NOTIFYs (see `transfer.rs`).
+    pub(super) fn app_transfer(
+        &mut self,
+        id: u64,
+        number: String,
+        outcome: oneshot::Sender<u16>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            let _ = outcome.send(481);
+            return;
+        };
+        let Some(app) = call.app.as_mut() else {
+            let _ = outcome.send(481);
+            return;
+        };
+        if call.transfer.is_some() {
+            let _ = outcome.send(491);
+            return;
+        }
+        app.transfer = Some(outcome);
+        self.start_blind(id, Leg::B, number, true, now);
     }
 
     /// An application has finished with call `id`: the caller is hung up, unless

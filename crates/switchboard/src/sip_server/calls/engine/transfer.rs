@@ -88,9 +88,19 @@ impl Engine {
         }
     }
 
-    /// Sends the referrer (leg `by`) a NOTIFY with `code reason` as the progress.
+    /// Sends the referrer (leg `by`) a NOTIFY with `code reason` as the progress; an
+    /// application that asked for the transfer hears only the final code.
     fn notify(&mut self, id: u64, by: Leg, code: u16, reason: &str, done: bool, now: Instant) {
-        let Some(est) = self.calls.get_mut(&id).and_then(|c| c.established_mut(by)) else {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let Some(app) = call.app.as_mut().filter(|_| by == Leg::B) {
+            if done {
+                app.transfer_ended(code);
+            }
+            return;
+        }
+        let Some(est) = call.established_mut(by) else {
             return;
         };
         let flow = est.flow.clone();
@@ -274,6 +284,14 @@ impl Engine {
         };
         let by = transfer.by;
         let stays = by.other();
+        // An application handing the call on leaves it now, before the relay turns
+        // to the target, so it sends nothing more into the call.
+        if by == Leg::B
+            && let Some(mut app) = call.app.take()
+        {
+            let _ = app.hangup.send(true);
+            app.transfer_ended(200);
+        }
         // The target's answer tells the relay where it receives, in `by`'s place.
         if let (Some(media), Some((_, body))) = (call.media.as_mut(), call::body_of(resp)) {
             let offer = media.last_sdp[usize::from(stays == Leg::B)]
