@@ -138,6 +138,105 @@ async fn sipp_caller_who_presses_nothing_hears_the_menu_twice_then_reaches_the_o
 }
 
 #[tokio::test]
+async fn a_busy_extension_chosen_at_the_menu_takes_a_message_instead() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    set_menu(
+        &admin,
+        json!({"menu": [{"digit": "1", "action": "extension", "target": "2002"}]}),
+    )
+    .await;
+    let busy = callee_waiting(&server, "call_callee_busy.xml", "2002", SECRET_2002, 60).await;
+    // After the key: the wait for more keys, "please hold…", the refusal, then the
+    // greeting of a busy mailbox and the tone; then the caller speaks.
+    let greeting = played_ms(&[
+        "transferring",
+        "vm-person-at-extension",
+        "digit-2",
+        "digit-0",
+        "digit-0",
+        "digit-2",
+        "vm-is-busy",
+        "beep",
+    ]);
+    let call = caller(
+        &server,
+        "call_caller_attendant_message.xml",
+        2_000 + greeting + 800,
+    )
+    .spawn();
+    busy.passed().await;
+    call.passed().await;
+
+    eventually("the message", || async {
+        admin.get("/api/voicemail/2002").await.1["total"] == 1
+    })
+    .await;
+    let (_, body) = admin.get("/api/voicemail/2002").await;
+    let message = &body["items"][0];
+    assert_eq!(message["caller"], "2001", "{message}");
+    let ms = message["duration_ms"].as_i64().unwrap();
+    assert!((7_000..=14_000).contains(&ms), "{message}");
+    let id = message["id"].as_str().unwrap();
+    let (_, _, _, wav) = admin
+        .get_bytes(&format!("/api/voicemail/2002/{id}/audio"))
+        .await;
+    let samples = switchboard_media::wav::read(&wav).unwrap();
+    let loud = samples
+        .chunks(160)
+        .filter(|frame| {
+            let energy: f64 = frame.iter().map(|&s| f64::from(s).powi(2)).sum();
+            (energy / frame.len() as f64).sqrt() > 300.0
+        })
+        .count();
+    assert!(
+        loud >= 100,
+        "at least 2 s of the caller's speech, {loud} frames"
+    );
+    eventually("the CDR", || async {
+        admin.get("/api/cdr").await.1["items"][0]["disposition"] == "voicemail"
+    })
+    .await;
+    assert!(events_of(&server, "call.transferred").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_caller_hanging_up_while_the_transfer_rings_stops_the_ringing() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    set_menu(
+        &admin,
+        json!({"menu": [{"digit": "1", "action": "extension", "target": "2002"}]}),
+    )
+    .await;
+    let ringing = callee_waiting(&server, "call_callee_ring.xml", "2002", SECRET_2002, 60).await;
+    let talk = 2_000 + played_ms(&["transferring"]) + 1_500;
+    let call = caller(&server, "call_caller_attendant_key.xml", talk).spawn();
+    call.passed().await;
+    // The phone got its CANCEL (the scenario fails otherwise).
+    ringing.passed().await;
+    eventually("the CDR", || async {
+        admin.get("/api/cdr").await.1["items"]
+            .as_array()
+            .is_some_and(|i| i.len() == 1)
+    })
+    .await;
+    let (_, body) = admin.get("/api/cdr").await;
+    let record = &body["items"][0];
+    assert_eq!(record["hangup_cause"], "caller hung up", "{record}");
+    assert!(record["answered_by"].is_null(), "{record}");
+    assert!(events_of(&server, "call.transferred").await.is_empty());
+    eventually("no call in progress", || async {
+        admin.get("/api/calls").await.1 == json!([])
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn settings_start_from_config_are_checked_stored_and_announced() {
     for db in TestDb::all().await {
         let server = TestServer::start(db).await;

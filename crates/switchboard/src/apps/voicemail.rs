@@ -9,8 +9,10 @@ use switchboard_media::wav;
 use super::session::{Collect, HungUp, MediaSession, RecordEnd};
 use super::{AppCall, DepositReason};
 use crate::features::Actor;
+use crate::features::calls::Disposition;
 use crate::features::voicemail::{Counts, Folder};
 use crate::sip_server::SipCore;
+use crate::sip_server::calls::Command;
 
 /// Greets the caller (the mailbox's own greeting, else one naming the extension),
 /// sounds the tone and records until `#`, silence, the maximum or the caller hanging
@@ -22,6 +24,14 @@ pub async fn deposit(
     mailbox: &str,
     why: DepositReason,
 ) {
+    // However the caller got here (the auto attendant, too), the call ends in voicemail.
+    core.calls.resume(
+        core,
+        Command::AppCountsAs {
+            call: call.engine_id,
+            disposition: Disposition::Voicemail,
+        },
+    );
     match greet(core, session, mailbox, why).await {
         Err(HungUp) => return,
         // The owner pressed * during the greeting: their mailbox instead.

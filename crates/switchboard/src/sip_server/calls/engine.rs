@@ -182,6 +182,11 @@ impl Engine {
                 number,
                 outcome,
             } => self.app_transfer(call, number, outcome, now),
+            Command::AppCountsAs { call, disposition } => {
+                if let Some(app) = self.calls.get_mut(&call).and_then(|c| c.app.as_mut()) {
+                    app.disposition = disposition;
+                }
+            }
             Command::AppDone(call) => self.app_done(call, now),
         }
     }

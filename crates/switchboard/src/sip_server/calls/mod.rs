@@ -59,6 +59,12 @@ pub enum Command {
         number: String,
         outcome: tokio::sync::oneshot::Sender<u16>,
     },
+    /// The call application `call` answers now counts as `disposition` in its CDR (the
+    /// auto attendant taking a message).
+    AppCountsAs {
+        call: u64,
+        disposition: crate::features::calls::Disposition,
+    },
     /// The application answering call `.0` has finished: the caller is hung up.
     AppDone(u64),
 }
