@@ -4,15 +4,18 @@
 //! nothing, and is handed on to the right SIPp phone: the CDR and `call.transferred`
 //! say who answered.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard::apps::prompts::Prompts;
 use switchboard::config::{Config, SipTransport};
+use switchboard::features::Actor;
+use switchboard::features::auto_attendant::Source;
 
 use crate::harness::{Client, TestDb, TestServer, code};
 use crate::interop::{
     SECRET_2001, SECRET_2002, Sipp, callee_waiting, events_of, eventually, installed, server_with,
 };
+use crate::voicemail::wav;
 
 const SECRET_2345: &str = "attendant-secret-2345";
 
@@ -135,6 +138,57 @@ async fn sipp_caller_who_presses_nothing_hears_the_menu_twice_then_reaches_the_o
     let (record, transferred) = record_and_transfer(&server, &admin).await;
     assert_eq!(record["answered_by"], "2002", "{record}");
     assert_eq!(transferred["transferred_to"], "2002", "{transferred}");
+}
+
+/// With a recorded greeting of one second, the operator is reached after two plays of
+/// it and two timeouts: far sooner than with the spoken menu, which the caller's
+/// hang-up would cut short before any transfer.
+#[tokio::test]
+async fn a_recorded_greeting_replaces_the_spoken_menu() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(quick_timers).await;
+    set_menu(
+        &admin,
+        json!({
+            "operator": "2002",
+            "timeout_seconds": 1,
+            "dial_by_extension": false,
+            "menu": [{"digit": "0", "action": "operator"}],
+        }),
+    )
+    .await;
+    let recorded: Vec<i16> = (0..8000).map(|i| ((i % 20) * 400 - 4000) as i16).collect();
+    let (status, body) = admin
+        .raw(
+            Method::PUT,
+            "/api/auto-attendant/greeting",
+            "audio/wav",
+            wav(&recorded, 8000, 1),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let spoken = played_ms(&[
+        "aa-thank-you-for-calling",
+        "aa-for-operator",
+        "aa-press",
+        "digit-0",
+        "aa-for-operator",
+        "aa-press",
+        "digit-0",
+    ]);
+    assert!(
+        spoken > 2_000 + 3_000,
+        "the spoken menu is the longer by {spoken} ms"
+    );
+    let callee = callee_waiting(&server, "call_callee_answer.xml", "2002", SECRET_2002, 60).await;
+    let talk = 2 * (1_000 + 1_000) + played_ms(&["transferring-operator"]) + 3_000;
+    let call = caller(&server, "call_caller_attendant_silent.xml", talk).spawn();
+    call.passed().await;
+    callee.passed().await;
+    let (record, _) = record_and_transfer(&server, &admin).await;
+    assert_eq!(record["answered_by"], "2002", "{record}");
 }
 
 #[tokio::test]
@@ -320,10 +374,52 @@ async fn settings_start_from_config_are_checked_stored_and_announced() {
                 .starts_with("extension:"),
             "{stored}"
         );
+        assert!(stored["greeting"].is_null(), "{stored}");
         let events = events_of(&server, "auto_attendant.updated").await;
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0]["settings"]["menu"], settings["menu"]);
         assert_eq!(events[0]["actor"], stored["updated_by"]);
+
+        // A recorded greeting: checked like a mailbox's, stored, given back.
+        let tone: Vec<i16> = (0..8000)
+            .map(|i| ((i % 40) * 500 - 10_000) as i16)
+            .collect();
+        let path = "/api/auto-attendant/greeting";
+        let (status, body) = admin
+            .raw(Method::PUT, path, "audio/wav", wav(&tone, 44_100, 1))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["field"], "greeting", "{body}");
+        let (status, _) = admin
+            .raw(Method::PUT, path, "text/plain", wav(&tone, 8000, 1))
+            .await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(admin.get(path).await.0, StatusCode::NOT_FOUND);
+        let (status, body) = admin
+            .raw(Method::PUT, path, "audio/wav", wav(&tone, 8000, 1))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["duration_ms"], 1000, "{body}");
+        let (status, content_type, _, bytes) = admin.get_bytes(path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type.as_deref(), Some("audio/wav"));
+        assert_eq!(switchboard_media::wav::read(&bytes).unwrap(), tone);
+        assert_eq!(
+            admin.get("/api/auto-attendant").await.1["greeting"]["duration_ms"],
+            1000
+        );
+
+        // Settings and greeting outlive a restart.
+        let server = server.restart().await;
+        let service = &server.server.as_ref().unwrap().app.auto_attendant;
+        let current = service.current().await.unwrap();
+        assert_eq!(current.source, Source::Api);
+        assert_eq!(current.settings.operator, "2002");
+        assert_eq!(current.greeting.map(|g| g.duration_ms), Some(1000));
+        assert_eq!(service.greeting().await.unwrap(), Some(tone.clone()));
+        service.delete_greeting(&Actor::System).await.unwrap();
+        assert_eq!(service.greeting().await.unwrap(), None);
+        assert!(service.delete_greeting(&Actor::System).await.is_err());
         server.stop().await;
     }
 }

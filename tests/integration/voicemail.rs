@@ -28,7 +28,7 @@ fn tone(ms: usize, seed: i32) -> Vec<i16> {
 }
 
 /// A WAV file written by `hound` (not by the code under test).
-fn wav(samples: &[i16], rate: u32, channels: u16) -> Vec<u8> {
+pub(crate) fn wav(samples: &[i16], rate: u32, channels: u16) -> Vec<u8> {
     let spec = hound::WavSpec {
         channels,
         sample_rate: rate,

@@ -51,7 +51,7 @@ impl App {
         let mailer = Mailer::from_config(&config.smtp)?;
         let voicemail = VoicemailService::new(db.clone(), &config)
             .with_mailer(mailer.clone(), config.voicemail.email_notifications);
-        let auto_attendant = AutoAttendantService::new(db.clone(), config.auto_attendant.clone());
+        let auto_attendant = AutoAttendantService::new(db.clone(), &config);
         Ok(Self {
             config: Arc::new(config),
             db,

@@ -110,6 +110,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unauthorized { code, message } => {
                 ApiError::new(StatusCode::UNAUTHORIZED, code, message)
             }
+            ServiceError::Files(message) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
             ServiceError::Store(e) => {
                 tracing::error!(error = %e, "database error");
                 ApiError::new(

@@ -2,6 +2,7 @@
 //! the auth extractors, the JSON error shape, the OpenAPI document and the panel.
 
 pub mod api_keys;
+pub mod audio;
 pub mod auth;
 pub mod auto_attendant;
 pub mod calls;

@@ -7,14 +7,15 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::audio::{WavFile, wav_body, wav_response};
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Query};
@@ -127,42 +128,6 @@ fn own_mailbox(p: &Principal, number: &str) -> Result<(), ApiError> {
 fn message_id(id: &str) -> Result<uuid::Uuid, ApiError> {
     parse_message_id(id)
         .map_err(|e| ApiError::field(StatusCode::BAD_REQUEST, "invalid_path", "id", e.to_string()))
-}
-
-/// A WAV file: 8 kHz, 16-bit, mono PCM.
-pub struct WavFile;
-
-impl utoipa::PartialSchema for WavFile {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                utoipa::openapi::KnownFormat::Binary,
-            )))
-            .content_media_type("audio/wav")
-            .description(Some("A WAV file: 8 kHz, 16-bit, mono PCM"))
-            .into()
-    }
-}
-
-impl ToSchema for WavFile {}
-
-/// `bytes` as a WAV download.
-fn wav_response(bytes: Vec<u8>, filename: &str) -> Response {
-    let disposition = HeaderValue::from_str(&format!("inline; filename=\"{filename}\""))
-        .unwrap_or_else(|_| HeaderValue::from_static("inline"));
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("audio/wav")),
-            (header::CONTENT_DISPOSITION, disposition),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("private, no-store"),
-            ),
-        ],
-        bytes,
-    )
-        .into_response()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -347,41 +312,7 @@ async fn put_greeting(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Greeting>, ApiError> {
     own_mailbox(&p, &number)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if !matches!(
-        essence.as_str(),
-        "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave"
-    ) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!(
-                "send the greeting as a WAV file with Content-Type: audio/wav, not `{content_type}`"
-            ),
-        ));
-    }
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "a greeting may be at most {MAX_GREETING_BYTES} bytes (60 s of 8 kHz, 16-bit, mono audio)"
-                ),
-            )
-        } else {
-            ApiError::new(r.status(), "bad_body", r.body_text())
-        }
-    })?;
+    let body = wav_body(&headers, body)?;
     let greeting = state.app.voicemail.set_greeting(&number, &body).await?;
     Ok(axum::Json(greeting))
 }

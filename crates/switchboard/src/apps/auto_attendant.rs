@@ -66,7 +66,24 @@ async fn attend(core: &SipCore, session: &mut MediaSession, call: &AppCall) -> R
         return to_operator(core, session, call, &settings).await;
     }
     let prompts = &core.prompts;
-    let menu = announcement(core, &settings);
+    // A recorded greeting says the options itself; otherwise they are spoken from the
+    // settings after "thank you for calling".
+    let recorded = match core.app.auto_attendant.greeting().await {
+        Ok(recorded) => recorded,
+        Err(e) => {
+            tracing::warn!(error = %e, call = %call.uuid, "auto attendant greeting unreadable; the spoken menu plays");
+            None
+        }
+    };
+    let menu = match recorded {
+        Some(samples) => vec![Arc::from(samples)],
+        None => {
+            session
+                .play(prompts.get("aa-thank-you-for-calling"), true)
+                .await?;
+            announcement(core, &settings)
+        }
+    };
     let how = Collect {
         max_digits: if settings.dial_by_extension {
             MAX_NUMBER_LEN
@@ -77,9 +94,6 @@ async fn attend(core: &SipCore, session: &mut MediaSession, call: &AppCall) -> R
         first: Duration::from_secs(settings.timeout_seconds),
         between: BETWEEN_KEYS,
     };
-    session
-        .play(prompts.get("aa-thank-you-for-calling"), true)
-        .await?;
     // The menu, and once more after a timeout, an invalid key or a target that was
     // not available.
     for _ in 0..2 {

@@ -22,6 +22,9 @@ pub enum ServiceError {
     Unauthorized { code: &'static str, message: String },
     #[error("database error: {0}")]
     Store(#[from] sqlx::Error),
+    /// Reading or writing a file under `data_dir` failed (logged where it happened).
+    #[error("{0}")]
+    Files(String),
 }
 
 impl ServiceError {

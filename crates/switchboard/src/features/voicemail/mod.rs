@@ -16,7 +16,7 @@
 //! or fails a deposit.
 
 mod email;
-mod files;
+pub(crate) mod files;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -634,12 +634,12 @@ impl VoicemailService {
     }
 }
 
-fn samples_to_ms(samples: usize) -> i64 {
+pub(crate) fn samples_to_ms(samples: usize) -> i64 {
     (samples as u64 * 1000 / SAMPLE_RATE) as i64
 }
 
 /// The samples of an uploaded greeting, or what is wrong with it.
-fn check_greeting(bytes: &[u8]) -> Result<Vec<i16>, ServiceError> {
+pub(crate) fn check_greeting(bytes: &[u8]) -> Result<Vec<i16>, ServiceError> {
     let samples = wav::read(bytes).map_err(|e| {
         ServiceError::invalid(
             "greeting",
@@ -668,10 +668,10 @@ fn check_greeting_length(samples: usize) -> Result<(), ServiceError> {
 }
 
 /// Runs file work on the blocking pool, never on the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f)
         .await
-        .expect("voicemail file task panicked")
+        .expect("audio file task panicked")
 }
 
 /// Whether `err` is the database refusing a row for an extension that is gone (deleted
