@@ -346,6 +346,18 @@ impl Client {
         (status, value)
     }
 
+    /// A JSON request whose whole response (headers too) the test reads.
+    pub async fn raw_response(&self, method: Method, path: &str, body: Value) -> reqwest::Response {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .json(&body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.send(Method::GET, path, None).await
     }

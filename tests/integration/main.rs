@@ -12,6 +12,7 @@ mod cli;
 mod config_example;
 mod extensions;
 mod first_start;
+mod hot_desk;
 mod interop;
 mod mwi;
 mod openapi;

@@ -11,6 +11,7 @@ use crate::features::auto_attendant::AutoAttendantService;
 use crate::features::calls::CdrService;
 use crate::features::events::Changes;
 use crate::features::extensions::ExtensionService;
+use crate::features::hot_desk::HotDeskService;
 use crate::features::mail::Mailer;
 use crate::features::registered_phones::RegisteredPhoneService;
 use crate::features::voicemail::VoicemailService;
@@ -27,6 +28,7 @@ pub struct App {
     pub cdr: CdrService,
     pub voicemail: VoicemailService,
     pub auto_attendant: AutoAttendantService,
+    pub hot_desk: HotDeskService,
     /// Outgoing e-mail; `None` when `smtp.host` is not set.
     pub mailer: Option<Mailer>,
 }
@@ -52,6 +54,7 @@ impl App {
         let voicemail = VoicemailService::new(db.clone(), &config)
             .with_mailer(mailer.clone(), config.voicemail.email_notifications);
         let auto_attendant = AutoAttendantService::new(db.clone(), &config);
+        let hot_desk = HotDeskService::new(db.clone(), extensions.clone(), &config);
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -62,6 +65,7 @@ impl App {
             cdr,
             voicemail,
             auto_attendant,
+            hot_desk,
             mailer,
         })
     }

@@ -106,6 +106,25 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                 }
             }
         }),
+        // Hot-desk auto-logout (spec 05): idle sessions end every `cleanup_interval`.
+        spawn_every(
+            stopped.clone(),
+            Duration::from_secs(app.config.features.hot_desking.cleanup_interval.max(1)),
+            {
+                let app = app.clone();
+                move || {
+                    let app = app.clone();
+                    async move {
+                        if !app.config.features.hot_desking.enabled {
+                            return;
+                        }
+                        if let Err(e) = app.hot_desk.sweep().await {
+                            tracing::warn!(error = %e, "hot-desk auto-logout failed");
+                        }
+                    }
+                }
+            },
+        ),
         // Histograms are aggregated lazily; upkeep keeps their memory bounded.
         spawn_every(stopped, Duration::from_secs(5), move || {
             let metrics = metrics.clone();

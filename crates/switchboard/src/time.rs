@@ -21,6 +21,25 @@ impl Timestamp {
         Self(self.0.saturating_add((secs as i64).saturating_mul(1000)))
     }
 
+    pub fn plus(self, d: std::time::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
+        )
+    }
+
+    pub fn minus(self, d: std::time::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_sub(d.as_millis().min(i64::MAX as u128) as i64),
+        )
+    }
+
+    /// How long after `earlier` this is (zero when it is not later).
+    pub fn since(self, earlier: Self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)
+    }
+
     pub fn to_datetime(self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.0).unwrap_or_default()
     }

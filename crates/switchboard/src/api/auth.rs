@@ -132,6 +132,26 @@ impl FromRequestParts<AppState> for AdminOnly {
     }
 }
 
+/// [`Authenticated`] when the request carries credentials (which must then be
+/// valid), `None` when it carries none: for endpoints a phone may call by itself.
+pub struct MaybeAuthenticated(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for MaybeAuthenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let has_credentials = parts.headers.contains_key(header::AUTHORIZATION)
+            || CookieJar::from_headers(&parts.headers)
+                .get(SESSION_COOKIE)
+                .is_some();
+        if !has_credentials {
+            return Ok(Self(None));
+        }
+        let Authenticated(p) = Authenticated::from_request_parts(parts, state).await?;
+        Ok(Self(Some(p)))
+    }
+}
+
 /// The caller's address and User-Agent, for the session record.
 pub struct Client(pub ClientInfo);
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extensions;
 pub mod extract;
 pub mod health;
+pub mod hot_desk;
 pub mod paging;
 pub mod panel;
 pub mod registered_phones;
@@ -59,6 +60,7 @@ pub struct AppState {
         (name = "calls", description = "Calls in progress and call detail records"),
         (name = "voicemail", description = "Voicemail"),
         (name = "auto-attendant", description = "The auto attendant on extension 0"),
+        (name = "hot-desk", description = "Hot-desking (seed 000)"),
         (name = "api-keys", description = "API keys for integrations"),
         (name = "registered-phones", description = "Devices that registered (seed 004)"),
         (name = "system", description = "System overview"),
@@ -99,6 +101,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(calls::routes())
         .merge(voicemail::routes())
         .merge(auto_attendant::routes())
+        .merge(hot_desk::routes())
         .merge(api_keys::routes())
         .merge(registered_phones::routes())
         .merge(system::routes())

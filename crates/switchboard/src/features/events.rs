@@ -25,6 +25,8 @@ pub enum EventType {
     VoicemailRead,
     VoicemailDeleted,
     AutoAttendantUpdated,
+    HotDeskLogin,
+    HotDeskLogout,
 }
 
 impl EventType {
@@ -42,6 +44,8 @@ impl EventType {
         Self::VoicemailRead,
         Self::VoicemailDeleted,
         Self::AutoAttendantUpdated,
+        Self::HotDeskLogin,
+        Self::HotDeskLogout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,8 @@ impl EventType {
             Self::VoicemailRead => "voicemail.read",
             Self::VoicemailDeleted => "voicemail.deleted",
             Self::AutoAttendantUpdated => "auto_attendant.updated",
+            Self::HotDeskLogin => "hot_desk.login",
+            Self::HotDeskLogout => "hot_desk.logout",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod calls;
 pub mod error;
 pub mod events;
 pub mod extensions;
+pub mod hot_desk;
 pub mod mail;
 pub mod registered_phones;
 pub mod voicemail;

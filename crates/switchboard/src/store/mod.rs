@@ -10,6 +10,7 @@ pub mod auto_attendant;
 pub mod cdr;
 pub mod events;
 pub mod extensions;
+pub mod hot_desk;
 pub mod registered_phones;
 pub mod registrations;
 pub mod sessions;

@@ -179,3 +179,23 @@ pub async fn count_live<'c>(
         .await?
         .try_get("n")
 }
+
+/// Whether a live registration from `source_ip` carries the MAC `mac` (normalised): a
+/// request from that address comes from the phone itself.
+pub async fn mac_registered_from<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    mac: &str,
+    source_ip: &str,
+    now: Timestamp,
+) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT 1 AS found FROM registrations \
+         WHERE mac_address = $1 AND source_ip = $2 AND expires_at > $3 LIMIT 1",
+    )
+    .bind(mac)
+    .bind(source_ip)
+    .bind(now.millis())
+    .fetch_optional(exec)
+    .await?;
+    Ok(row.is_some())
+}
