@@ -9,6 +9,7 @@ import * as dashboard from './pages/dashboard.js';
 import * as extensions from './pages/extensions.js';
 import * as extensionNew from './pages/extension-new.js';
 import * as extensionEdit from './pages/extension-edit.js';
+import * as hotDesk from './pages/hot-desk.js';
 
 // public: only when logged out; pending: allowed while a password change is due;
 // admin: admins only (users are sent to their own extension or the dashboard).
@@ -19,6 +20,7 @@ const routes = [
   { path: /^\/extensions$/, page: extensions, admin: true, nav: 'extensions' },
   { path: /^\/extensions\/new$/, page: extensionNew, admin: true, nav: 'extensions' },
   { path: /^\/extensions\/([^/?]+)$/, page: extensionEdit, nav: 'extensions' },
+  { path: /^\/hot-desk$/, page: hotDesk, admin: true, nav: 'hot-desk' },
 ];
 
 const $ = (id) => document.getElementById(id);
@@ -66,7 +68,8 @@ function updateShell(route, path) {
     ext.textContent = 'Extensions';
     ext.href = '#/extensions';
   }
-  for (const [key, el] of [['dashboard', $('nav-dashboard')], ['extensions', ext]]) {
+  $('nav-hot-desk').parentElement.hidden = !me || me.role !== 'admin';
+  for (const [key, el] of [['dashboard', $('nav-dashboard')], ['extensions', ext], ['hot-desk', $('nav-hot-desk')]]) {
     const own = key !== 'extensions' || !me || me.role === 'admin' || path === extensionPath(me.extension);
     if (route?.nav === key && own) el.setAttribute('aria-current', 'page');
     else el.removeAttribute('aria-current');

@@ -1,16 +1,17 @@
 // The admin panel in headless Chromium against a freshly started Switchboard:
 // first login, forced password change, dashboard, creating / editing / deleting an
-// extension, and the server's error messages. See README.md.
+// extension, the server's error messages, and the hot-desking page. See README.md.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { chromium, request } from 'playwright-core';
 
 const BASE = process.env.SWITCHBOARD_URL?.replace(/\/+$/, '');
 const BANNER_PASSWORD = process.env.SWITCHBOARD_PASSWORD;
+const BANNER_PIN = process.env.SWITCHBOARD_PIN;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const NEW_PASSWORD = 'Str0ng-Passw0rd-Test';
 const RESULTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'test-results');
@@ -212,6 +213,37 @@ test('admin panel: login, password change, extensions', { timeout: 90_000 }, asy
     await page.getByRole('dialog', { name: 'Delete extension 1001?' }).getByRole('button', { name: 'Delete', exact: true }).click();
     await expectText(alert, /last active admin/);
     assert.equal(page.url().endsWith('#/extensions/1001'), true);
+  });
+
+  await step('hot-desking page: a desk phone login shows live, is logged out, and is in the history and charts', async () => {
+    assert.ok(BANNER_PIN, 'SWITCHBOARD_PIN is not set: set it to the first-start banner voicemail PIN of 1001');
+    // A phone logs in by itself (no panel session): 1001 at a desk.
+    const phone = await request.newContext();
+    t.after(() => phone.dispose());
+    const res = await phone.post(`${BASE}/api/hot-desk/login`, {
+      data: { extension: '1001', device_id: '00:15:65:12:34:56', ip_address: '192.168.1.100', pin: BANNER_PIN },
+    });
+    assert.equal(res.status(), 200, await res.text());
+    await page.getByRole('link', { name: 'Hot-desking' }).click();
+    await atRoute('/hot-desk');
+    await heading('Hot-desking').waitFor();
+    const live = main.getByRole('table', { name: 'Sessions' });
+    const row = live.getByRole('row').filter({ hasText: '00:15:65:12:34:56' });
+    await expectText(row, /1001/);
+    await expectText(row, /192\.168\.1\.100/);
+    await expectText(main, /1 device in use\./);
+    // The charts have a bar for today's login.
+    const perDay = main.getByRole('img', { name: 'Logins per day' });
+    await perDay.waitFor();
+    assert.equal(await perDay.locator('rect[data-value="1"]').count(), 1);
+    assert.equal(await main.getByRole('img', { name: 'Logins by hour of the day' }).locator('rect').count(), 24);
+
+    await row.getByRole('button', { name: 'Log out 1001 from 00:15:65:12:34:56' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Log out 1001?' });
+    await dialog.getByRole('button', { name: 'Log out', exact: true }).click();
+    await expectText(main, /No one is logged in at a desk\./);
+    const history = main.getByRole('table', { name: 'Login history' });
+    await expectText(history.getByRole('row').filter({ hasText: '00:15:65:12:34:56' }), /By an admin/);
   });
 
   await step('log out, log in again with the new password', async () => {

@@ -16,7 +16,7 @@ fn panel_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.yml"),
-        "http:\n  listen: 127.0.0.1:0\nsip:\n  listen: [\"udp:127.0.0.1:0\"]\n",
+        "http:\n  listen: 127.0.0.1:0\nsip:\n  listen: [\"udp:127.0.0.1:0\"]\nfeatures:\n  hot_desking:\n    enabled: true\n",
     )
     .unwrap();
     let mut pbx = Process::spawn(dir.path(), &["--config", "config.yml"]);
@@ -29,11 +29,13 @@ fn panel_in_chromium() {
         .trim()
         .to_owned();
     let password = pbx.value_after("Password:  ").expect("banner password");
+    let pin = pbx.value_after("Voicemail PIN: ").expect("banner PIN");
     let status = std::process::Command::new("node")
         .arg("--test")
         .current_dir(&browser_dir)
         .env("SWITCHBOARD_URL", format!("http://{addr}"))
         .env("SWITCHBOARD_PASSWORD", password)
+        .env("SWITCHBOARD_PIN", pin)
         .env("CHROMIUM", &chromium)
         .status()
         .expect("node runs");

@@ -13,6 +13,7 @@ mod config_example;
 mod extensions;
 mod first_start;
 mod hot_desk;
+mod hot_desk_phone;
 mod interop;
 mod mwi;
 mod openapi;

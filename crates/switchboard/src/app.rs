@@ -54,7 +54,8 @@ impl App {
         let voicemail = VoicemailService::new(db.clone(), &config)
             .with_mailer(mailer.clone(), config.voicemail.email_notifications);
         let auto_attendant = AutoAttendantService::new(db.clone(), &config);
-        let hot_desk = HotDeskService::new(db.clone(), extensions.clone(), &config);
+        let hot_desk =
+            HotDeskService::new(db.clone(), extensions.clone(), changes.clone(), &config);
         Ok(Self {
             config: Arc::new(config),
             db,

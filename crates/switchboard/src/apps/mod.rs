@@ -5,6 +5,7 @@
 //! application decisions").
 
 mod auto_attendant;
+mod hot_desk;
 pub mod prompts;
 pub mod session;
 mod voicemail;
@@ -25,6 +26,16 @@ pub enum App {
     Listen { mailbox: Option<String> },
     /// The greeting menu of extension 0, which hands the call on.
     AutoAttendant,
+    /// `*55`, `*56`, `*57`: hot-desk login, logout and status at the calling phone.
+    HotDesk(HotDeskCode),
+}
+
+/// Which hot-desk feature code was dialled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HotDeskCode {
+    Login,
+    Logout,
+    Status,
 }
 
 /// Why a call reached a mailbox, which the default greeting says.
@@ -40,7 +51,7 @@ impl App {
     pub fn disposition(&self) -> Disposition {
         match self {
             Self::Deposit { .. } => Disposition::Voicemail,
-            Self::Listen { .. } | Self::AutoAttendant => Disposition::Answered,
+            Self::Listen { .. } | Self::AutoAttendant | Self::HotDesk(_) => Disposition::Answered,
         }
     }
 }
@@ -53,6 +64,10 @@ pub struct AppCall {
     pub uuid: uuid::Uuid,
     pub caller: String,
     pub caller_name: String,
+    /// The phone calling, as hot-desking names it (when hot-desking is on).
+    pub device: Option<crate::sip_server::hot_desk::Device>,
+    /// Where the call came from.
+    pub source: std::net::IpAddr,
 }
 
 /// Runs `app` for `call` until it is done or the caller hangs up.
@@ -66,5 +81,6 @@ pub async fn run(core: &Arc<SipCore>, app: App, mut session: MediaSession, call:
             voicemail::listen(core, &mut session, call, mailbox).await
         }
         App::AutoAttendant => auto_attendant::run(core, &mut session, call).await,
+        App::HotDesk(code) => hot_desk::run(core, &mut session, call, code).await,
     }
 }

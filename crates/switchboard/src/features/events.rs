@@ -77,6 +77,8 @@ pub struct Changes(tokio::sync::broadcast::Sender<Change>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Extension(String),
+    /// A hot-desk session began or ended.
+    HotDesk,
 }
 
 impl Changes {
@@ -87,6 +89,10 @@ impl Changes {
     pub fn extension(&self, number: &str) {
         // No subscriber (no SIP side running) is fine.
         let _ = self.0.send(Change::Extension(number.to_owned()));
+    }
+
+    pub fn hot_desk(&self) {
+        let _ = self.0.send(Change::HotDesk);
     }
 
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {

@@ -168,6 +168,7 @@ pub async fn run_refresh(core: Arc<SipCore>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             change = local.recv() => match change {
                 Ok(Change::Extension(n)) => core.credentials.invalidate(&n),
+                Ok(Change::HotDesk) => {}
                 // Missed notices: the outbox catches up on the next tick.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

@@ -127,6 +127,23 @@ impl Location {
             .unwrap_or_default()
     }
 
+    /// The live bindings, of any extension, whose phone has MAC `mac` (normalised): a
+    /// hot-desk device. A scan of every binding, made only for calls to an extension
+    /// logged in at a device.
+    pub fn with_mac(&self, mac: &str, now: Timestamp) -> Vec<Binding> {
+        let mut found = Vec::new();
+        for entry in self.bindings.iter() {
+            found.extend(
+                entry
+                    .value()
+                    .iter()
+                    .filter(|b| b.expires_at > now && b.mac.as_deref() == Some(mac))
+                    .cloned(),
+            );
+        }
+        found
+    }
+
     /// Runs `f` on the extension's bindings (all of them, expired included) without
     /// copying them.
     pub fn read<R>(&self, extension: &str, f: impl FnOnce(&[Binding]) -> R) -> R {

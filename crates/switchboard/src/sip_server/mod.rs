@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod calls;
 pub mod credentials;
+pub mod hot_desk;
 pub mod ingress;
 pub mod location;
 pub mod mwi;
@@ -76,6 +77,8 @@ pub struct SipCore {
     pub prompts: crate::apps::prompts::Prompts,
     /// Message-waiting subscriptions (`message-summary`).
     pub mwi: mwi::Mwi,
+    /// Who is hot-desked where.
+    pub hot_desks: hot_desk::HotDesks,
     date: DateHeader,
 }
 
@@ -317,6 +320,9 @@ impl SipServer {
         let location = Location::load(&app.db)
             .await
             .context("cannot load registrations")?;
+        let hot_desks = hot_desk::HotDesks::load(&app.db)
+            .await
+            .context("cannot load hot-desk sessions")?;
         let (persist_tx, persist_rx) = mpsc::channel(persist::QUEUE);
         let mut key = [0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut key);
@@ -368,6 +374,7 @@ impl SipServer {
             )
             .context("the prompts cannot be loaded (prompts.directory, prompts.hold_music)")?,
             mwi: mwi::Mwi::default(),
+            hot_desks,
             date: DateHeader::default(),
             app: app.clone(),
         });
@@ -439,6 +446,10 @@ impl SipServer {
             stopped.clone(),
         )));
         tasks.push(tokio::spawn(mwi::run(core.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(hot_desk::run_refresh(
+            core.clone(),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(credentials::run_refresh(
             core.clone(),
             stopped,

@@ -85,10 +85,15 @@ pub async fn of_type_between<'c>(
     upto: i64,
     limit: i64,
 ) -> Result<Vec<EventRow>> {
-    let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
+    // The prefix matched literally: LIKE's wildcards in it (`_` of `hot_desk.`) escaped.
+    let escaped = prefix
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    let pattern = format!("{escaped}%");
     let rows = sqlx::query(
         "SELECT seq, event_id, event_type, occurred_at, data FROM events \
-         WHERE seq > $1 AND seq <= $2 AND event_type LIKE $3 ORDER BY seq LIMIT $4",
+         WHERE seq > $1 AND seq <= $2 AND event_type LIKE $3 ESCAPE '\\' ORDER BY seq LIMIT $4",
     )
     .bind(after_seq)
     .bind(upto)

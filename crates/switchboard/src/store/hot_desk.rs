@@ -86,6 +86,28 @@ pub async fn by_extension<'c>(
     .collect()
 }
 
+/// Every occupied device with its extension and that extension's name (what the
+/// call engine keeps in memory).
+pub async fn occupants<'c>(
+    exec: impl Executor<'c, Database = Any>,
+) -> Result<Vec<(String, String, String)>> {
+    let rows = sqlx::query(
+        "SELECT s.device_id, s.extension, e.name FROM hot_desk_sessions s \
+         JOIN extensions e ON e.number = s.extension ORDER BY s.logged_in_at",
+    )
+    .fetch_all(exec)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("device_id")?,
+                r.try_get("extension")?,
+                r.try_get("name")?,
+            ))
+        })
+        .collect()
+}
+
 /// Sessions idle since before `idle_before` that may be logged out automatically.
 pub async fn idle<'c>(
     exec: impl Executor<'c, Database = Any>,

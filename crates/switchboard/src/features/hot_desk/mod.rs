@@ -19,7 +19,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ServiceError;
-use super::events::{EventType, emit};
+use super::events::{Changes, EventType, emit};
 use super::extensions::ExtensionService;
 use super::extensions::model::{CallForwarding, Extension};
 use super::extensions::rules::check_number;
@@ -198,15 +198,18 @@ struct LogoutEvent<'a> {
 pub struct HotDeskService {
     db: Db,
     extensions: ExtensionService,
+    /// Tells the call engine's copy of the sessions (`sip_server::hot_desk`).
+    changes: Changes,
     config: HotDeskingConfig,
     timezone: chrono_tz::Tz,
 }
 
 impl HotDeskService {
-    pub fn new(db: Db, extensions: ExtensionService, config: &Config) -> Self {
+    pub fn new(db: Db, extensions: ExtensionService, changes: Changes, config: &Config) -> Self {
         Self {
             db,
             extensions,
+            changes,
             config: config.features.hot_desking.clone(),
             timezone: config.timezone.parse().unwrap_or(chrono_tz::UTC),
         }
@@ -314,6 +317,7 @@ impl HotDeskService {
         };
         emit(&mut tx, EventType::HotDeskLogin, &data).await?;
         tx.commit().await?;
+        self.changes.hot_desk();
         tracing::info!(extension = %session.extension, device = %session.device_label, "hot-desk login");
         Ok(LoggedIn {
             profile: Extension::from(&row).into(),
@@ -352,6 +356,7 @@ impl HotDeskService {
             end(&mut tx, s, reason, now).await?;
         }
         tx.commit().await?;
+        self.changes.hot_desk();
         let extension = extension.unwrap_or_default();
         tracing::info!(%extension, devices = sessions.len(), reason = reason.as_str(), "hot-desk logout");
         Ok((extension, sessions.len()))
@@ -432,6 +437,7 @@ impl HotDeskService {
             tx.commit().await?;
         }
         if ended > 0 {
+            self.changes.hot_desk();
             tracing::info!(sessions = ended, "hot-desk auto-logout");
         }
         Ok(ended)

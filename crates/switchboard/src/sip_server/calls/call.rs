@@ -120,8 +120,11 @@ pub struct Call {
     pub b: Option<Established>,
     /// The 2xx to leg A's INVITE (or a re-INVITE) not yet acknowledged, per leg.
     pub unacked: [Option<Unacked>; 2],
+    /// The calling extension: the phone's account, or the extension hot-desked at it.
     pub caller: String,
     pub caller_name: String,
+    /// The phone calling, as hot-desking names it (when hot-desking is on).
+    pub device: Option<crate::sip_server::hot_desk::Device>,
     /// What was dialled.
     pub dialled: String,
     /// The number being routed while its extension is looked up.

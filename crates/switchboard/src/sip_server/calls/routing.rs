@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use crate::apps::{App, DepositReason};
+use crate::apps::{App, DepositReason, HotDeskCode};
 use crate::features::calls::dialplan::{self, Destination, Directory, FeatureCode};
 use crate::features::extensions::model::ForwardWhen;
 use crate::sip_server::SipCore;
 use crate::sip_server::credentials::SipCredential;
+use crate::sip_server::hot_desk;
 use crate::sip_server::location::Binding;
 use crate::time::Timestamp;
 
@@ -92,16 +93,12 @@ pub fn plan(core: &SipCore, dialled: &str, now: Timestamp) -> Plan {
                 reason: "No route for emergency calls",
             }
         }
-        // The hooks of later features: the auto attendant, hot-desking, DND and
-        // queues answer these once they exist.
+        // DND and queues answer theirs once they exist.
         Destination::Feature(code) => match code {
             FeatureCode::OwnVoicemail => Plan::App(App::Listen { mailbox: None }),
-            FeatureCode::HotDeskLogin | FeatureCode::HotDeskLogout | FeatureCode::HotDeskStatus => {
-                Plan::Refuse {
-                    code: 480,
-                    reason: "Hot-desking is not available",
-                }
-            }
+            FeatureCode::HotDeskLogin => Plan::App(App::HotDesk(HotDeskCode::Login)),
+            FeatureCode::HotDeskLogout => Plan::App(App::HotDesk(HotDeskCode::Logout)),
+            FeatureCode::HotDeskStatus => Plan::App(App::HotDesk(HotDeskCode::Status)),
             FeatureCode::DndOn | FeatureCode::DndOff => Plan::Refuse {
                 code: 480,
                 reason: "Do not disturb is not available",
@@ -149,7 +146,27 @@ fn ring(core: &SipCore, number: String, now: Timestamp) -> Plan {
             target: f.target.clone(),
         };
     }
-    let bindings = core.location.lookup(&number, now);
+    let mut bindings = core.location.lookup(&number, now);
+    let hot_desking = &core.app.config.features.hot_desking;
+    let desks = if hot_desking.enabled {
+        core.hot_desks.devices_of(&number)
+    } else {
+        Vec::new()
+    };
+    if !desks.is_empty() {
+        // Logged in at desks: those ring, and the extension's own phones only in
+        // concurrent mode (spec 05).
+        if !hot_desking.allow_concurrent_logins {
+            bindings.clear();
+        }
+        for desk in &desks {
+            for b in hot_desk::bindings_of_device(core, desk, now) {
+                if !bindings.iter().any(|o| o.contact_uri == b.contact_uri) {
+                    bindings.push(b);
+                }
+            }
+        }
+    }
     if bindings.is_empty() {
         return match voicemail_of(&number, &callee, DepositReason::Unavailable) {
             Some(app) => Plan::App(app),

@@ -195,6 +195,8 @@ impl Engine {
             uuid: call.uuid,
             caller: call.caller.clone(),
             caller_name: call.caller_name.clone(),
+            device: call.device.clone(),
+            source: call.a.flow.remote.ip(),
         };
         self.core.calls.active.update(&call.uuid, |a| {
             a.state = answered.state;

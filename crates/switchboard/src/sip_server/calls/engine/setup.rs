@@ -2,6 +2,14 @@
 //! the callee's phones rung (or forwarding followed, or the call refused).
 
 use super::*;
+use crate::sip_server::hot_desk;
+
+/// Who a new call is from.
+pub(super) struct CallingParty {
+    extension: String,
+    name: String,
+    device: Option<hot_desk::Device>,
+}
 
 impl Engine {
     pub(super) fn new_invite(&mut self, key: &TransactionKey, request: Message, now: Instant) {
@@ -49,15 +57,8 @@ impl Engine {
                     self.respond_plain(key, &request, 484, Some("No number dialled"), now);
                     return;
                 };
-                self.start_call(
-                    key,
-                    request,
-                    reply,
-                    caller,
-                    credential.name.clone(),
-                    dialled,
-                    now,
-                );
+                let caller = self.calling_party(caller, credential.name.clone(), reply.remote);
+                self.start_call(key, request, reply, caller, dialled, now);
             }
             Verdict::Challenge { stale } => {
                 let challenge =
@@ -123,17 +124,75 @@ impl Engine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Who calls from the phone that authenticated as `account` at `source`: the
+    /// extension hot-desked at that phone if there is one (its identity, voicemail and
+    /// CDRs; spec 05), else the account itself.
+    fn calling_party(&self, account: String, name: String, source: SocketAddr) -> CallingParty {
+        if !self.core.app.config.features.hot_desking.enabled {
+            return CallingParty {
+                extension: account,
+                name,
+                device: None,
+            };
+        }
+        let device = hot_desk::device_of(&self.core, &account, source);
+        match self.core.hot_desks.occupant(&device.key) {
+            Some(occupant) => {
+                // A call made at the desk is activity there.
+                let core = self.core.clone();
+                let label = device.label.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = core.app.hot_desk.activity(&label).await {
+                        tracing::debug!(error = %e, device = %label, "hot-desk activity not recorded");
+                    }
+                });
+                CallingParty {
+                    extension: occupant.extension,
+                    name: occupant.name,
+                    device: Some(device),
+                }
+            }
+            None => CallingParty {
+                extension: account,
+                name,
+                device: Some(device),
+            },
+        }
+    }
+
+    /// A call to `extension` is activity at the desks it is logged in at.
+    fn touch_desks(&self, extension: &str) {
+        if !self.core.app.config.features.hot_desking.enabled {
+            return;
+        }
+        let desks = self.core.hot_desks.devices_of(extension);
+        if desks.is_empty() {
+            return;
+        }
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            for desk in desks {
+                if let Err(e) = core.app.hot_desk.activity(&desk).await {
+                    tracing::debug!(error = %e, %desk, "hot-desk activity not recorded");
+                }
+            }
+        });
+    }
+
     pub(super) fn start_call(
         &mut self,
         key: &TransactionKey,
         invite: Message,
         reply: Flow,
-        caller: String,
-        caller_name: String,
+        caller: CallingParty,
         dialled: String,
         now: Instant,
     ) {
+        let CallingParty {
+            extension: caller,
+            name: caller_name,
+            device,
+        } = caller;
         let local = self.local_addr(&reply);
         let tag = call::token();
         let contact = call::contact(&reply, local, &dialled);
@@ -193,6 +252,7 @@ impl Engine {
             unacked: [None, None],
             caller: caller.clone(),
             caller_name,
+            device,
             dialled: dialled.clone(),
             pending_route: dialled.clone(),
             lookups: 0,
@@ -231,6 +291,7 @@ impl Engine {
                 callee,
                 bindings,
             } => {
+                self.touch_desks(&extension);
                 let Some(call) = self.calls.get_mut(&id) else {
                     return;
                 };
