@@ -214,3 +214,138 @@ async fn star_55_57_56_log_in_tell_and_log_out_by_dtmf() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn star_97_at_the_desk_opens_the_users_mailbox() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin, desk) = office().await;
+    // The voicemail scenario keys in 2580.
+    let (status, body) = admin
+        .put("/api/voicemail/2345/pin", json!({"pin": "2580"}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = server
+        .client()
+        .post(
+            "/api/hot-desk/login",
+            json!({"extension": "2345", "device_id": DESK_MAC, "pin": "2580"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually("the call engine knows the desk", || async {
+        !server
+            .server
+            .as_ref()
+            .unwrap()
+            .sip
+            .core
+            .hot_desks
+            .devices_of("2345")
+            .is_empty()
+    })
+    .await;
+    let voicemail = &server.server.as_ref().unwrap().app.voicemail;
+    let message: Vec<i16> = (0..2 * 8000)
+        .map(|i| ((i % 50) * 300 - 7500) as i16)
+        .collect();
+    let left = voicemail
+        .deposit("2345", "2001", "Phone 2001", &message)
+        .await
+        .unwrap();
+
+    let prompts = switchboard::apps::prompts::Prompts::english().unwrap();
+    let heard: usize = [
+        "vm-you-have",
+        "digit-1",
+        "vm-new-message",
+        "vm-message",
+        "digit-1",
+    ]
+    .iter()
+    .map(|p| prompts.get(p).len())
+    .sum::<usize>()
+        + message.len();
+    Sipp::new(
+        "call_caller_voicemail_listen.xml",
+        server.sip_addr(SipTransport::Udp),
+        "*97",
+    )
+    .auth("2005", SECRET_2005)
+    .key("caller", "2005")
+    .port(desk)
+    .media()
+    .pause_ms(heard as u64 / 8 + 1_500)
+    .timeout(60)
+    .passes()
+    .await;
+    // 2345's message was heard to its end (so saved), from the desk phone of 2005.
+    let read = voicemail.get("2345", left.id).await.unwrap();
+    assert_eq!(read.folder, switchboard::features::voicemail::Folder::Saved);
+}
+
+#[tokio::test]
+async fn in_concurrent_mode_the_desk_and_the_users_own_phone_both_ring() {
+    if !installed("sipp", "sip-tester") {
+        return;
+    }
+    let (server, admin) = server_with(|c| {
+        config(c);
+        c.features.hot_desking.allow_concurrent_logins = true;
+    })
+    .await;
+    server
+        .extension_with_secret(&admin, "2005", SECRET_2005)
+        .await;
+    let (status, body) = admin
+        .post(
+            "/api/extensions",
+            json!({"number": "2345", "name": "Phone 2345", "sip_secret": SECRET_2345, "voicemail_pin": "7913"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let sip = server.sip_addr(SipTransport::Udp);
+    let desk = free_port();
+    Sipp::new("register_desk_phone.xml", sip, "2005")
+        .auth("2005", SECRET_2005)
+        .key("mac", DESK_MAC)
+        .port(desk)
+        .passes()
+        .await;
+    // 2345's own phone rings and is cancelled when the desk answers.
+    let own = callee_waiting(&server, "call_callee_ring.xml", "2345", SECRET_2345, 30).await;
+    let (status, body) = server
+        .client()
+        .post(
+            "/api/hot-desk/login",
+            json!({"extension": "2345", "device_id": DESK_MAC, "pin": "7913"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually("the call engine knows the desk", || async {
+        !server
+            .server
+            .as_ref()
+            .unwrap()
+            .sip
+            .core
+            .hot_desks
+            .devices_of("2345")
+            .is_empty()
+    })
+    .await;
+    let desk_answers = Sipp::new("call_callee_slow.xml", sip, "2005")
+        .port(desk)
+        .timeout(30)
+        .spawn();
+    Sipp::new("call_caller.xml", sip, "2345")
+        .auth("2001", SECRET_2001)
+        .key("caller", "2001")
+        .passes()
+        .await;
+    desk_answers.passed().await;
+    own.passed().await;
+    let records = cdrs(&admin, 1).await;
+    assert_eq!(records[0]["answered_by"], "2345", "{}", records[0]);
+}
