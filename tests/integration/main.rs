@@ -24,3 +24,4 @@ mod tls;
 mod voicemail;
 mod voicemail_email;
 mod voicemail_phone;
+mod webhooks;

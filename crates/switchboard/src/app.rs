@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::crypto::master_key::MasterKey;
 use crate::features::auth::AuthService;
 use crate::features::auto_attendant::AutoAttendantService;
 use crate::features::calls::CdrService;
@@ -15,11 +16,14 @@ use crate::features::hot_desk::HotDeskService;
 use crate::features::mail::Mailer;
 use crate::features::registered_phones::RegisteredPhoneService;
 use crate::features::voicemail::VoicemailService;
+use crate::features::webhooks::WebhookService;
 use crate::store::Db;
 
 pub struct App {
     pub config: Arc<Config>,
     pub db: Db,
+    /// Encrypts the secrets that must be recovered.
+    pub master_key: Arc<MasterKey>,
     /// In-process change notices for caches (the SIP side's credentials).
     pub changes: Changes,
     pub registered_phones: RegisteredPhoneService,
@@ -29,6 +33,7 @@ pub struct App {
     pub voicemail: VoicemailService,
     pub auto_attendant: AutoAttendantService,
     pub hot_desk: HotDeskService,
+    pub webhooks: WebhookService,
     /// Outgoing e-mail; `None` when `smtp.host` is not set.
     pub mailer: Option<Mailer>,
 }
@@ -45,6 +50,7 @@ impl App {
                 format!("cannot open the database {}", config.database.url.masked())
             })?;
         db.migrate().await.context("database migration failed")?;
+        let master_key = Arc::new(MasterKey::load(&config, &db).await?);
         let changes = Changes::new();
         let extensions = ExtensionService::new(db.clone(), &config, changes.clone());
         let auth = AuthService::new(db.clone(), extensions.clone(), &config);
@@ -54,11 +60,13 @@ impl App {
         let voicemail = VoicemailService::new(db.clone(), &config)
             .with_mailer(mailer.clone(), config.voicemail.email_notifications);
         let auto_attendant = AutoAttendantService::new(db.clone(), &config);
+        let webhooks = WebhookService::new(db.clone(), master_key.clone(), &config);
         let hot_desk =
             HotDeskService::new(db.clone(), extensions.clone(), changes.clone(), &config);
         Ok(Self {
             config: Arc::new(config),
             db,
+            master_key,
             changes,
             extensions,
             auth,
@@ -67,6 +75,7 @@ impl App {
             voicemail,
             auto_attendant,
             hot_desk,
+            webhooks,
             mailer,
         })
     }

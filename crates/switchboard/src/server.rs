@@ -106,6 +106,11 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                 }
             }
         }),
+        // Webhook fan-out and delivery (spec 06).
+        tokio::spawn(crate::features::webhooks::worker::run(
+            app.clone(),
+            stopped.clone(),
+        )),
         // Hot-desk auto-logout (spec 05): idle sessions end every `cleanup_interval`.
         spawn_every(
             stopped.clone(),

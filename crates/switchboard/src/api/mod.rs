@@ -16,6 +16,7 @@ pub mod panel;
 pub mod registered_phones;
 pub mod system;
 pub mod voicemail;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,6 +62,7 @@ pub struct AppState {
         (name = "voicemail", description = "Voicemail"),
         (name = "auto-attendant", description = "The auto attendant on extension 0"),
         (name = "hot-desk", description = "Hot-desking (seed 000)"),
+        (name = "webhooks", description = "Webhook subscriptions and deliveries"),
         (name = "api-keys", description = "API keys for integrations"),
         (name = "registered-phones", description = "Devices that registered (seed 004)"),
         (name = "system", description = "System overview"),
@@ -102,6 +104,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(voicemail::routes())
         .merge(auto_attendant::routes())
         .merge(hot_desk::routes())
+        .merge(webhooks::routes())
         .merge(api_keys::routes())
         .merge(registered_phones::routes())
         .merge(system::routes())

@@ -543,6 +543,8 @@ pub struct WebhooksConfig {
     pub timeout: u64,
     /// Deliveries in flight at once across all subscriptions.
     pub max_concurrency: usize,
+    /// Seconds before each retry of a failed delivery; the last repeats until `max_age`.
+    pub retry_delays: Vec<u64>,
 }
 
 impl Default for WebhooksConfig {
@@ -554,6 +556,7 @@ impl Default for WebhooksConfig {
             max_age: 86400,
             timeout: 10,
             max_concurrency: 16,
+            retry_delays: vec![5, 30, 120, 600, 1800, 3600],
         }
     }
 }

@@ -279,11 +279,19 @@ pub(super) fn validate(c: &Config) -> Result<(), Vec<Invalid>> {
 
     let wh = &c.features.webhooks;
     for (i, sub) in wh.subscriptions.iter().enumerate() {
-        if !(sub.url.starts_with("http://") || sub.url.starts_with("https://")) {
+        if let Some(why) =
+            crate::features::webhooks::config_url_problem(sub, wh.allow_private_targets)
+        {
             bad(
                 &format!("features.webhooks.subscriptions[{i}].url"),
                 &sub.url,
-                "an http:// or https:// URL",
+                &format!("an http:// or https:// URL ({why})"),
+            );
+        } else if wh.subscriptions[..i].iter().any(|o| o.url == sub.url) {
+            bad(
+                &format!("features.webhooks.subscriptions[{i}].url"),
+                &sub.url,
+                "a URL no other subscription of the file has",
             );
         }
         if sub.events.is_empty() {
@@ -294,7 +302,7 @@ pub(super) fn validate(c: &Config) -> Result<(), Vec<Invalid>> {
             );
         }
         if let Some(secret) = &sub.secret
-            && !secret.expose().starts_with("whsec_")
+            && crate::features::webhooks::signing::key_of(secret.expose()).is_none()
         {
             bad(
                 &format!("features.webhooks.subscriptions[{i}].secret"),
@@ -308,6 +316,13 @@ pub(super) fn validate(c: &Config) -> Result<(), Vec<Invalid>> {
     }
     if wh.max_concurrency == 0 {
         bad("features.webhooks.max_concurrency", &0, "1 or more");
+    }
+    if wh.retry_delays.is_empty() || wh.retry_delays.iter().any(|d| *d == 0 || *d > 86_400) {
+        bad(
+            "features.webhooks.retry_delays",
+            &format!("{:?}", wh.retry_delays),
+            "a list of 1 to 86400 seconds, e.g. [5, 30, 120, 600, 1800, 3600]",
+        );
     }
 
     if c.features.dnd_scheduling.check_interval == 0 {

@@ -27,6 +27,8 @@ pub enum EventType {
     AutoAttendantUpdated,
     HotDeskLogin,
     HotDeskLogout,
+    /// `POST /api/webhooks/{id}/test`: delivered to that subscription only.
+    WebhookTest,
 }
 
 impl EventType {
@@ -46,6 +48,7 @@ impl EventType {
         Self::AutoAttendantUpdated,
         Self::HotDeskLogin,
         Self::HotDeskLogout,
+        Self::WebhookTest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +68,7 @@ impl EventType {
             Self::AutoAttendantUpdated => "auto_attendant.updated",
             Self::HotDeskLogin => "hot_desk.login",
             Self::HotDeskLogout => "hot_desk.logout",
+            Self::WebhookTest => "webhook.test",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod hot_desk;
 pub mod mail;
 pub mod registered_phones;
 pub mod voicemail;
+pub mod webhooks;
 
 pub use error::ServiceError;
 

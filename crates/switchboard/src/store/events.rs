@@ -59,6 +59,20 @@ pub async fn append_many(conn: &mut Conn, events: Vec<NewEvent>) -> Result<()> {
     Ok(())
 }
 
+/// The event numbered `seq`, if it is still stored.
+pub async fn by_seq<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    seq: i64,
+) -> Result<Option<EventRow>> {
+    let row = sqlx::query(
+        "SELECT seq, event_id, event_type, occurred_at, data FROM events WHERE seq = $1",
+    )
+    .bind(seq)
+    .fetch_optional(exec)
+    .await?;
+    row.as_ref().map(event_row).transpose()
+}
+
 /// Events after `after_seq` in commit-sequence order, at most `limit`.
 pub async fn after<'c>(
     exec: impl Executor<'c, Database = Any>,

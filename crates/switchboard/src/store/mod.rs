@@ -14,7 +14,9 @@ pub mod hot_desk;
 pub mod registered_phones;
 pub mod registrations;
 pub mod sessions;
+pub mod settings;
 pub mod voicemail;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;

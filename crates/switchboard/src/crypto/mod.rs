@@ -1,5 +1,8 @@
 //! Secrets: random generation, Argon2id hashing, SHA-256 lookup hashes and
-//! constant-time comparison. Nothing here logs or stores a plain secret.
+//! constant-time comparison; `master_key` encrypts what must be recovered. Nothing
+//! here logs or stores a plain secret.
+
+pub mod master_key;
 
 use std::sync::LazyLock;
 
