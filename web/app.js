@@ -10,6 +10,7 @@ import * as extensions from './pages/extensions.js';
 import * as extensionNew from './pages/extension-new.js';
 import * as extensionEdit from './pages/extension-edit.js';
 import * as hotDesk from './pages/hot-desk.js';
+import * as webhooks from './pages/webhooks.js';
 
 // public: only when logged out; pending: allowed while a password change is due;
 // admin: admins only (users are sent to their own extension or the dashboard).
@@ -21,6 +22,7 @@ const routes = [
   { path: /^\/extensions\/new$/, page: extensionNew, admin: true, nav: 'extensions' },
   { path: /^\/extensions\/([^/?]+)$/, page: extensionEdit, nav: 'extensions' },
   { path: /^\/hot-desk$/, page: hotDesk, admin: true, nav: 'hot-desk' },
+  { path: /^\/webhooks$/, page: webhooks, admin: true, nav: 'webhooks' },
 ];
 
 const $ = (id) => document.getElementById(id);
@@ -68,8 +70,8 @@ function updateShell(route, path) {
     ext.textContent = 'Extensions';
     ext.href = '#/extensions';
   }
-  $('nav-hot-desk').parentElement.hidden = !me || me.role !== 'admin';
-  for (const [key, el] of [['dashboard', $('nav-dashboard')], ['extensions', ext], ['hot-desk', $('nav-hot-desk')]]) {
+  for (const id of ['nav-hot-desk', 'nav-webhooks']) $(id).parentElement.hidden = !me || me.role !== 'admin';
+  for (const [key, el] of [['dashboard', $('nav-dashboard')], ['extensions', ext], ['hot-desk', $('nav-hot-desk')], ['webhooks', $('nav-webhooks')]]) {
     const own = key !== 'extensions' || !me || me.role === 'admin' || path === extensionPath(me.extension);
     if (route?.nav === key && own) el.setAttribute('aria-current', 'page');
     else el.removeAttribute('aria-current');

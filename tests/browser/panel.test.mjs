@@ -1,10 +1,12 @@
 // The admin panel in headless Chromium against a freshly started Switchboard:
 // first login, forced password change, dashboard, creating / editing / deleting an
-// extension, the server's error messages, and the hot-desking page. See README.md.
+// extension, the server's error messages, the hot-desking and webhooks pages. See README.md.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { createHmac } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { chromium, request } from 'playwright-core';
@@ -244,6 +246,56 @@ test('admin panel: login, password change, extensions', { timeout: 90_000 }, asy
     await expectText(main, /No one is logged in at a desk\./);
     const history = main.getByRole('table', { name: 'Login history' });
     await expectText(history.getByRole('row').filter({ hasText: '00:15:65:12:34:56' }), /By an admin/);
+  });
+
+  await step('webhooks page: add a subscription, see it fail and recover, with signed requests', async () => {
+    // A receiver that refuses until told otherwise.
+    const got = [];
+    let answer = 503;
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => { body += c; });
+      req.on('end', () => {
+        got.push({ headers: req.headers, body });
+        res.writeHead(answer).end();
+      });
+    });
+    await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    t.after(() => receiver.close());
+    const url = `http://127.0.0.1:${receiver.address().port}/hook`;
+
+    await page.getByRole('link', { name: 'Webhooks' }).click();
+    await atRoute('/webhooks');
+    await heading('Webhooks').waitFor();
+    await page.getByLabel('Receiver URL').fill(url);
+    await page.getByLabel('Events').fill('webhook.*');
+    await page.getByRole('button', { name: 'Add subscription' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Subscription added' });
+    const secret = await dialog.getByRole('textbox', { name: 'Signing secret' }).inputValue();
+    assert.match(secret, /^whsec_/);
+    await dialog.getByRole('button', { name: 'Done' }).click();
+    const subscriptions = main.getByRole('table', { name: 'Subscriptions' });
+    const row = subscriptions.getByRole('row').filter({ hasText: url });
+    await expectText(row, /Healthy/);
+
+    await row.getByRole('button', { name: `Send a test event to ${url}` }).click();
+    await row.filter({ hasText: 'Failing' }).waitFor({ timeout: 20_000 });
+    await expectText(row, /HTTP 503/);
+    answer = 200;
+    await row.filter({ hasText: 'Healthy' }).waitFor({ timeout: 20_000 });
+    await row.getByRole('button', { name: `Deliveries to ${url}` }).click();
+    const log = main.getByRole('table', { name: 'Deliveries' });
+    await expectText(log.getByRole('row').filter({ hasText: 'webhook.test' }), /Delivered/);
+
+    // Every request the receiver got was signed with that secret.
+    assert.ok(got.length >= 4, `${got.length} requests`);
+    const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+    for (const r of got) {
+      const signed = `${r.headers['webhook-id']}.${r.headers['webhook-timestamp']}.${r.body}`;
+      const expected = `v1,${createHmac('sha256', key).update(signed).digest('base64')}`;
+      assert.equal(r.headers['webhook-signature'], expected);
+      assert.equal(r.headers['x-webhook-event'], 'webhook.test');
+    }
   });
 
   await step('log out, log in again with the new password', async () => {

@@ -16,7 +16,7 @@ fn panel_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.yml"),
-        "http:\n  listen: 127.0.0.1:0\nsip:\n  listen: [\"udp:127.0.0.1:0\"]\nfeatures:\n  hot_desking:\n    enabled: true\n",
+        "http:\n  listen: 127.0.0.1:0\nsip:\n  listen: [\"udp:127.0.0.1:0\"]\nfeatures:\n  hot_desking:\n    enabled: true\n  webhooks:\n    allow_private_targets: true\n    retry_delays: [1]\n",
     )
     .unwrap();
     let mut pbx = Process::spawn(dir.path(), &["--config", "config.yml"]);

@@ -25,13 +25,15 @@ function barChart(title, bars, { every = 1 } = {}) {
   const base = height - 20;
   const max = Math.max(1, ...bars.map((b) => b.value));
   const step = width / Math.max(1, bars.length);
+  // A lone day is a bar, not a wall.
+  const barWidth = Math.max(1, Math.min(48, Math.round(step * 0.7)));
   const chart = svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart', role: 'img', 'aria-label': title });
   bars.forEach((b, i) => {
     const barHeight = Math.round((b.value / max) * (base - 10));
     const rect = svg('rect', {
-      x: Math.round(i * step + step * 0.15),
+      x: Math.round(i * step + (step - barWidth) / 2),
       y: base - barHeight,
-      width: Math.max(1, Math.round(step * 0.7)),
+      width: barWidth,
       height: barHeight,
       class: 'bar',
       'data-value': b.value,
@@ -86,7 +88,9 @@ function table(caption, columns, tbody) {
     tbody));
 }
 
-export async function render(container, { isCurrent }) {
+export async function render(page, { isCurrent }) {
+  const container = h('div', { class: 'sections' });
+  page.append(container);
   const box = alertBox();
   const live = h('tbody');
   const liveCount = h('p', { class: 'muted', 'aria-live': 'polite' });
@@ -174,7 +178,7 @@ export async function render(container, { isCurrent }) {
 
   await loadAll();
   const timer = setInterval(() => {
-    if (!isCurrent() || !container.isConnected) {
+    if (!isCurrent() || !page.isConnected) {
       clearInterval(timer);
       return;
     }
