@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -64,6 +64,8 @@ struct Receiver {
     addr: SocketAddr,
     got: Arc<Mutex<Vec<Received>>>,
     answer: Arc<AtomicU16>,
+    /// How long it takes to answer, in milliseconds.
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Receiver {
@@ -75,13 +77,17 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let answer = Arc::new(AtomicU16::new(200));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let app = axum::Router::new().fallback({
             let got = got.clone();
             let answer = answer.clone();
+            let delay_ms = delay_ms.clone();
             move |headers: HeaderMap, body: Bytes| {
                 let got = got.clone();
                 let answer = answer.clone();
+                let delay = Duration::from_millis(delay_ms.load(Ordering::SeqCst));
                 async move {
+                    tokio::time::sleep(delay).await;
                     got.lock().push(Received {
                         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
                         raw: body.to_vec(),
@@ -98,7 +104,12 @@ impl Receiver {
             }
         });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { addr, got, answer }
+        Self {
+            addr,
+            got,
+            answer,
+            delay_ms,
+        }
     }
 
     fn url(&self) -> String {
@@ -304,6 +315,39 @@ async fn a_receiver_that_was_down_gets_every_event_in_order() {
         assert_eq!(sub["health"]["healthy"], true, "{sub}");
         server.stop().await;
     }
+}
+
+#[tokio::test]
+async fn a_slow_receiver_holds_back_no_one_else() {
+    let server = start(TestDb::sqlite().await, |c| {
+        quick(c);
+        c.features.webhooks.timeout = 30;
+    })
+    .await;
+    let admin = server.admin().await;
+    let slow = Receiver::start().await;
+    slow.delay_ms.store(20_000, Ordering::SeqCst);
+    let quick_one = Receiver::start().await;
+    subscribe(&admin, &slow.url(), json!(["extension.created"])).await;
+    subscribe(&admin, &quick_one.url(), json!(["extension.created"])).await;
+    for n in ["2001", "2002", "2003"] {
+        new_extension(&admin, n).await;
+    }
+    let started = std::time::Instant::now();
+    eventually("the quick receiver has all three", || async {
+        quick_one.of_type("extension.created").len() == 3
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the quick receiver waited on the slow one: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        slow.of_type("extension.created").len() <= 1,
+        "the slow one is still on its first"
+    );
+    server.stop().await;
 }
 
 #[tokio::test]
