@@ -11,6 +11,7 @@ import * as extensionNew from './pages/extension-new.js';
 import * as extensionEdit from './pages/extension-edit.js';
 import * as hotDesk from './pages/hot-desk.js';
 import * as webhooks from './pages/webhooks.js';
+import * as security from './pages/security.js';
 
 // public: only when logged out; pending: allowed while a password change is due;
 // admin: admins only (users are sent to their own extension or the dashboard).
@@ -23,6 +24,7 @@ const routes = [
   { path: /^\/extensions\/([^/?]+)$/, page: extensionEdit, nav: 'extensions' },
   { path: /^\/hot-desk$/, page: hotDesk, admin: true, nav: 'hot-desk' },
   { path: /^\/webhooks$/, page: webhooks, admin: true, nav: 'webhooks' },
+  { path: /^\/security$/, page: security, admin: true, nav: 'security' },
 ];
 
 const $ = (id) => document.getElementById(id);
@@ -70,8 +72,8 @@ function updateShell(route, path) {
     ext.textContent = 'Extensions';
     ext.href = '#/extensions';
   }
-  for (const id of ['nav-hot-desk', 'nav-webhooks']) $(id).parentElement.hidden = !me || me.role !== 'admin';
-  for (const [key, el] of [['dashboard', $('nav-dashboard')], ['extensions', ext], ['hot-desk', $('nav-hot-desk')], ['webhooks', $('nav-webhooks')]]) {
+  for (const id of ['nav-hot-desk', 'nav-webhooks', 'nav-security']) $(id).parentElement.hidden = !me || me.role !== 'admin';
+  for (const [key, el] of [['dashboard', $('nav-dashboard')], ['extensions', ext], ['hot-desk', $('nav-hot-desk')], ['webhooks', $('nav-webhooks')], ['security', $('nav-security')]]) {
     const own = key !== 'extensions' || !me || me.role === 'admin' || path === extensionPath(me.extension);
     if (route?.nav === key && own) el.setAttribute('aria-current', 'page');
     else el.removeAttribute('aria-current');

@@ -298,6 +298,30 @@ test('admin panel: login, password change, extensions', { timeout: 90_000 }, asy
     }
   });
 
+  await step('security page: block a range, see it, check an address in it, unblock it', async () => {
+    await page.getByRole('link', { name: 'Security' }).click();
+    await atRoute('/security');
+    await heading('Security').waitFor();
+    await page.getByLabel('Address or range').fill('198.51.100.0/24');
+    await page.getByLabel('Reason').fill('test range');
+    await page.getByRole('button', { name: 'Block', exact: true }).click();
+    const blocks = main.getByRole('table', { name: 'Blocked addresses' });
+    const row = blocks.getByRole('row').filter({ hasText: '198.51.100.0/24' });
+    await expectText(row, /test range/);
+    await expectText(row, /Until unblocked/);
+    await page.getByLabel('Check an address').fill('198.51.100.77');
+    await page.getByRole('button', { name: 'Check' }).click();
+    await expectText(main, /198\.51\.100\.77 is blocked until unblocked \(test range\)/);
+    // The machine itself cannot be blocked: the server's message shows.
+    await page.getByLabel('Address or range').fill('127.0.0.1');
+    await page.getByLabel('Reason').fill('oops');
+    await page.getByRole('button', { name: 'Block', exact: true }).click();
+    await expectText(alert, /trusted network/);
+    await row.getByRole('button', { name: 'Unblock 198.51.100.0/24' }).click();
+    await page.getByRole('dialog', { name: 'Unblock 198.51.100.0/24?' }).getByRole('button', { name: 'Unblock', exact: true }).click();
+    await expectText(blocks, /No address is blocked\./);
+  });
+
   await step('log out, log in again with the new password', async () => {
     await page.getByRole('button', { name: 'Log out' }).click();
     await atRoute('/login');

@@ -18,6 +18,7 @@ mod interop;
 mod mwi;
 mod openapi;
 mod registrar;
+mod security;
 mod sip_tls;
 mod store;
 mod tls;

@@ -38,6 +38,14 @@ impl Phone {
         Self::new(Link::Udp(socket, server), local, ext, secret)
     }
 
+    /// [`Self::udp`] from another local address (`127.0.0.2`: another machine to
+    /// threat detection).
+    pub async fn udp_from(server: SocketAddr, ext: &str, secret: &str, ip: &str) -> Self {
+        let socket = UdpSocket::bind((ip, 0)).await.unwrap();
+        let local = socket.local_addr().unwrap();
+        Self::new(Link::Udp(socket, server), local, ext, secret)
+    }
+
     pub async fn tcp(server: SocketAddr, ext: &str, secret: &str) -> Self {
         let stream = TcpStream::connect(server).await.unwrap();
         let local = stream.local_addr().unwrap();

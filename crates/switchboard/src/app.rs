@@ -15,6 +15,7 @@ use crate::features::extensions::ExtensionService;
 use crate::features::hot_desk::HotDeskService;
 use crate::features::mail::Mailer;
 use crate::features::registered_phones::RegisteredPhoneService;
+use crate::features::security::ThreatService;
 use crate::features::voicemail::VoicemailService;
 use crate::features::webhooks::WebhookService;
 use crate::store::Db;
@@ -34,6 +35,8 @@ pub struct App {
     pub auto_attendant: AutoAttendantService,
     pub hot_desk: HotDeskService,
     pub webhooks: WebhookService,
+    /// Threat detection: what SIP and HTTP requests meet first.
+    pub threats: Arc<ThreatService>,
     /// Outgoing e-mail; `None` when `smtp.host` is not set.
     pub mailer: Option<Mailer>,
 }
@@ -61,6 +64,7 @@ impl App {
             .with_mailer(mailer.clone(), config.voicemail.email_notifications);
         let auto_attendant = AutoAttendantService::new(db.clone(), &config);
         let webhooks = WebhookService::new(db.clone(), master_key.clone(), &config);
+        let threats = Arc::new(ThreatService::load(db.clone(), &config).await?);
         let hot_desk =
             HotDeskService::new(db.clone(), extensions.clone(), changes.clone(), &config);
         Ok(Self {
@@ -76,6 +80,7 @@ impl App {
             auto_attendant,
             hot_desk,
             webhooks,
+            threats,
             mailer,
         })
     }

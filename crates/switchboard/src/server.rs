@@ -106,6 +106,29 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                 }
             }
         }),
+        // Threat detection: blocks end on time (spec 08), old events go hourly.
+        spawn_every(stopped.clone(), Duration::from_secs(1), {
+            let app = app.clone();
+            move || {
+                let app = app.clone();
+                async move {
+                    if let Err(e) = app.threats.expire().await {
+                        tracing::warn!(error = %e, "block expiry failed");
+                    }
+                }
+            }
+        }),
+        spawn_every(stopped.clone(), Duration::from_secs(3600), {
+            let app = app.clone();
+            move || {
+                let app = app.clone();
+                async move {
+                    if let Err(e) = app.threats.prune().await {
+                        tracing::warn!(error = %e, "threat events not pruned");
+                    }
+                }
+            }
+        }),
         // Webhook fan-out and delivery (spec 06).
         tokio::spawn(crate::features::webhooks::worker::run(
             app.clone(),

@@ -20,7 +20,9 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Json;
 use crate::crypto;
+use crate::features::ServiceError;
 use crate::features::auth::{ClientInfo, Credential, IssuedSession, Principal};
+use crate::features::security::{Protocol, Signal};
 use crate::role::Role;
 
 pub const SESSION_COOKIE: &str = "switchboard_session";
@@ -235,7 +237,17 @@ async fn login(
         .app
         .auth
         .login(body.extension.trim(), &body.password, &client)
-        .await?;
+        .await;
+    if let (Err(ServiceError::Unauthorized { .. }), Some(ip)) = (
+        &session,
+        client.ip.as_deref().and_then(|ip| ip.parse().ok()),
+    ) {
+        state
+            .app
+            .threats
+            .signal(ip, Protocol::Http, Signal::FailedAuth("web login"));
+    }
+    let session = session?;
     Ok((session_cookies(&state, &session), axum::Json(session)).into_response())
 }
 

@@ -29,6 +29,7 @@ use crate::features::auth::Principal;
 use crate::features::hot_desk::{
     HotDeskError, Login, LogoutOf, LogoutReason, Profile, Report, Session,
 };
+use crate::features::security::{Protocol, Signal};
 use crate::store::hot_desk::HistoryRow;
 use crate::time::Timestamp;
 
@@ -163,6 +164,7 @@ pub struct LoginResponse {
 async fn login(
     State(state): State<AppState>,
     MaybeAuthenticated(caller): MaybeAuthenticated,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(body): Json<LoginRequest>,
 ) -> Result<JsonBody<LoginResponse>> {
     let service = &state.app.hot_desk;
@@ -197,7 +199,15 @@ async fn login(
             ip_address: body.ip_address,
             pin: body.pin,
         })
-        .await?;
+        .await;
+    if let Err(HotDeskError::BadCredentials) = &done {
+        state.app.threats.signal(
+            peer.ip(),
+            Protocol::Http,
+            Signal::FailedAuth("hot-desk PIN"),
+        );
+    }
+    let done = done?;
     Ok(JsonBody(LoginResponse {
         success: true,
         message: format!("Extension {} logged in", done.profile.extension),

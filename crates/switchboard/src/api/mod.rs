@@ -9,11 +9,13 @@ pub mod calls;
 pub mod error;
 pub mod extensions;
 pub mod extract;
+pub mod guard;
 pub mod health;
 pub mod hot_desk;
 pub mod paging;
 pub mod panel;
 pub mod registered_phones;
+pub mod security;
 pub mod system;
 pub mod voicemail;
 pub mod webhooks;
@@ -63,6 +65,7 @@ pub struct AppState {
         (name = "auto-attendant", description = "The auto attendant on extension 0"),
         (name = "hot-desk", description = "Hot-desking (seed 000)"),
         (name = "webhooks", description = "Webhook subscriptions and deliveries"),
+        (name = "security", description = "Threat detection: blocks and threats (seed 002)"),
         (name = "api-keys", description = "API keys for integrations"),
         (name = "registered-phones", description = "Devices that registered (seed 004)"),
         (name = "system", description = "System overview"),
@@ -105,6 +108,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(auto_attendant::routes())
         .merge(hot_desk::routes())
         .merge(webhooks::routes())
+        .merge(security::routes())
         .merge(api_keys::routes())
         .merge(registered_phones::routes())
         .merge(system::routes())
@@ -173,6 +177,10 @@ pub fn router(state: AppState) -> Router {
             )
             .into_response()
         }))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::threats,
+        ))
         .with_state(state)
 }
 

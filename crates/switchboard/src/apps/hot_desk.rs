@@ -7,6 +7,7 @@ use super::session::{Collect, HungUp, MediaSession};
 use super::{AppCall, HotDeskCode};
 use crate::features::extensions::rules::MAX_NUMBER_LEN;
 use crate::features::hot_desk::{HotDeskError, Login, LogoutOf, LogoutReason};
+use crate::features::security::{Protocol, Signal};
 use crate::sip_server::SipCore;
 use crate::sip_server::hot_desk::Device;
 
@@ -95,6 +96,13 @@ async fn login(
         }
         Err(e) => {
             tracing::info!(extension, device = %device.label, error = %e, "hot-desk login by phone refused");
+            if matches!(e, HotDeskError::BadCredentials) {
+                core.app.threats.signal(
+                    call.source,
+                    Protocol::Sip,
+                    Signal::FailedAuth("hot-desk PIN"),
+                );
+            }
             vec![prompts.get(match e {
                 // Malformed keys are a failed login too (and say nothing more).
                 HotDeskError::BadCredentials | HotDeskError::Service(_) => "hotdesk-login-failed",

@@ -29,6 +29,9 @@ pub enum EventType {
     HotDeskLogout,
     /// `POST /api/webhooks/{id}/test`: delivered to that subscription only.
     WebhookTest,
+    SecurityIpBlocked,
+    SecurityIpUnblocked,
+    SecurityThreatDetected,
 }
 
 impl EventType {
@@ -49,6 +52,9 @@ impl EventType {
         Self::HotDeskLogin,
         Self::HotDeskLogout,
         Self::WebhookTest,
+        Self::SecurityIpBlocked,
+        Self::SecurityIpUnblocked,
+        Self::SecurityThreatDetected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +75,9 @@ impl EventType {
             Self::HotDeskLogin => "hot_desk.login",
             Self::HotDeskLogout => "hot_desk.logout",
             Self::WebhookTest => "webhook.test",
+            Self::SecurityIpBlocked => "security.ip_blocked",
+            Self::SecurityIpUnblocked => "security.ip_unblocked",
+            Self::SecurityThreatDetected => "security.threat_detected",
         }
     }
 }

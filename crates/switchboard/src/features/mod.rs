@@ -10,6 +10,7 @@ pub mod extensions;
 pub mod hot_desk;
 pub mod mail;
 pub mod registered_phones;
+pub mod security;
 pub mod voicemail;
 pub mod webhooks;
 

@@ -13,6 +13,7 @@ use switchboard_sip::header::{DigestChallenge, DigestCredentials, HeaderName, Vi
 
 use super::SipCore;
 use super::credentials::SipCredential;
+use crate::features::security::{Protocol, Signal};
 use crate::time::Timestamp;
 
 /// Which challenge a request gets (§22.1 for a registrar or UAS, §22.3 for a proxy,
@@ -110,7 +111,13 @@ pub fn check(
         why: "Authentication failed",
         bad_password: true,
     };
+    let threats = &core.app.threats;
     let Some(secret) = secret else {
+        threats.signal(
+            source,
+            Protocol::Sip,
+            Signal::UnknownExtension(user.to_owned()),
+        );
         return failed;
     };
     let Some(algorithm) = Algorithm::from_param(creds.algorithm.as_deref())
@@ -123,6 +130,7 @@ pub fn check(
         if !realm_ok && secret.ha1_md5.is_some() {
             tracing::warn!(extension = %user, "SIP secret was set for another realm; rotate it");
         }
+        threats.signal(source, Protocol::Sip, Signal::FailedAuth("SIP digest"));
         return failed;
     };
     let method = req.method().map(|m| m.as_str()).unwrap_or_default();
@@ -131,6 +139,7 @@ pub fn check(
         Err(DigestFailure::Qop) => return Verdict::Challenge { stale: false },
         Err(_) => {
             tracing::info!(extension = %user, %source, method, "wrong digest credentials");
+            threats.signal(source, Protocol::Sip, Signal::FailedAuth("SIP digest"));
             return failed;
         }
     }

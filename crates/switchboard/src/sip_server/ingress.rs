@@ -14,6 +14,7 @@ use switchboard_sip::{ErrorKind, Message, Method, parse_datagram};
 
 use super::transport::{Flow, Outbox};
 use super::{SipCore, auth, mwi, registrar};
+use crate::features::security::{Protocol, Signal, patterns};
 
 /// What this element handles; everything else gets 405/501 with this Allow.
 pub const METHODS: &[Method] = &[
@@ -52,6 +53,9 @@ pub fn policy() -> UasPolicy<'static> {
 
 /// A datagram. What to send in answer goes into `out`.
 pub fn handle(core: &Arc<SipCore>, data: Bytes, flow: Flow, out: &mut Outbox) {
+    if refused(core, &flow) {
+        return;
+    }
     match parse_datagram(data.clone()) {
         Ok(msg) => dispatch(core, msg, flow, out),
         Err(e) => {
@@ -72,7 +76,40 @@ pub fn handle(core: &Arc<SipCore>, data: Bytes, flow: Flow, out: &mut Outbox) {
 /// A message already framed and parsed (streams).
 pub fn handle_parsed(core: &Arc<SipCore>, msg: Message, flow: Flow, out: &mut Outbox) {
     metrics::counter!("switchboard_sip_messages_received_total", "transport" => flow.transport.as_str()).increment(1);
+    if refused(core, &flow) {
+        return;
+    }
     dispatch(core, msg, flow, out);
+}
+
+/// Threat detection's word on a message from `flow`, before anything else is done with
+/// it: a blocked source, or one flooding, is dropped without an answer (spec 08), so a
+/// scanner learns nothing and a flood costs one lookup per packet.
+fn refused(core: &SipCore, flow: &Flow) -> bool {
+    let threats = &core.app.threats;
+    let ip = flow.remote.ip();
+    if threats.is_blocked(ip) || threats.count_request(ip, Protocol::Sip) {
+        core.metrics.blocked_dropped.increment(1);
+        return true;
+    }
+    false
+}
+
+/// A request whose User-Agent is a scanner's (spec 08): reported, and dropped.
+fn scanner(core: &SipCore, req: &Message, flow: &Flow) -> bool {
+    let threats = &core.app.threats;
+    let ip = flow.remote.ip();
+    if !threats.enabled() || threats.is_trusted(ip) {
+        return false;
+    }
+    let Some(ua) = req.header(&HeaderName::UserAgent) else {
+        return false;
+    };
+    let Some(found) = patterns::scanner(ua, &threats.config().sip_scanner_user_agents) else {
+        return false;
+    };
+    threats.signal(ip, Protocol::Sip, Signal::Scanner(found.to_owned()));
+    threats.is_blocked(ip)
 }
 
 fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox) {
@@ -89,6 +126,9 @@ fn dispatch(core: &Arc<SipCore>, mut req: Message, flow: Flow, out: &mut Outbox)
         if !core.acks_stateless_challenge(&req) {
             core.calls.submit(req, flow);
         }
+        return;
+    }
+    if scanner(core, &req, &flow) {
         return;
     }
     let Some(reply_flow) = stamp_via(&mut req, &flow) else {

@@ -88,6 +88,8 @@ pub struct SipMetrics {
     pub udp_received: metrics::Counter,
     pub udp_sent: metrics::Counter,
     pub registrations_ok: metrics::Counter,
+    /// Messages dropped unread: a blocked or flooding source (threat detection).
+    pub blocked_dropped: metrics::Counter,
     /// `switchboard_calls_total` per disposition, in `Disposition::ALL` order.
     pub calls_ended: [metrics::Counter; Disposition::ALL.len()],
 }
@@ -96,6 +98,7 @@ impl SipMetrics {
     fn new() -> Self {
         Self {
             udp_received: metrics::counter!("switchboard_sip_messages_received_total", "transport" => "udp"),
+            blocked_dropped: metrics::counter!("switchboard_sip_blocked_dropped_total"),
             udp_sent: metrics::counter!("switchboard_sip_messages_sent_total", "transport" => "udp"),
             registrations_ok: metrics::counter!("switchboard_sip_registrations_total", "result" => "ok"),
             calls_ended: Disposition::ALL

@@ -193,6 +193,11 @@ pub async fn run_stream_listener(
             },
             _ = stop_accept.changed() => return,
         };
+        // A blocked address gets no connection at all (threat detection).
+        if core.app.threats.is_blocked(remote.ip()) {
+            drop(stream);
+            continue;
+        }
         let transports = &core.transports;
         if transports.open.load(Ordering::Relaxed) >= core.limits.max_connections {
             tracing::warn!(%remote, "connection refused: sip.max_connections reached");

@@ -13,6 +13,7 @@ pub mod extensions;
 pub mod hot_desk;
 pub mod registered_phones;
 pub mod registrations;
+pub mod security;
 pub mod sessions;
 pub mod settings;
 pub mod voicemail;
