@@ -479,6 +479,17 @@ class Target:
     def bindings(self) -> dict:
         return {}
 
+    def step_started(self) -> None:
+        """Called when a measured step's load starts (the flooded variant starts its flood)."""
+
+    def step_finished(self) -> dict:
+        """Called when a step's load is over; what it returns goes into the step's figures."""
+        return {}
+
+    def helper_pgids(self) -> set[int]:
+        """Process groups that belong to the target's load (not counted as noise)."""
+        return set()
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -662,6 +673,77 @@ class SippResult:
     unexpected: int = 0
 
 
+class SwitchboardFlooded(Switchboard):
+    """Switchboard measured while an address it has blocked floods it (spec 13 / issue 8:
+    a blocked flood must cost the registration storm < 5 % of its rate): during each step
+    bench/flood.py sends --blocked-flood datagrams/s from 127.0.0.2, whose first one (a
+    scanner's User-Agent) got it blocked. Its own port, so it runs beside `switchboard`."""
+    name = "switchboard+flood"
+    label = "Switchboard, blocked flood"
+
+    def __init__(self, args, workdir, users):
+        super().__init__(args, workdir, users)
+        self.flood: subprocess.Popen | None = None
+        self.http_port = args.switchboard_port + 2
+
+    @property
+    def port(self) -> int:
+        return self.args.switchboard_port + 1
+
+    def start(self) -> None:
+        self.http_listen = f"{HOST}:{self.http_port}"
+        super().start()
+
+    def dropped(self) -> int:
+        """switchboard_sip_blocked_dropped_total from /metrics."""
+        import urllib.request
+        with urllib.request.urlopen(f"http://{HOST}:{self.http_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        m = re.search(r"^switchboard_sip_blocked_dropped_total\S* (\d+)", text, re.M)
+        return int(m.group(1)) if m else 0
+
+    def step_started(self) -> None:
+        self.dropped0 = self.dropped()
+        self.flood_t0 = time.monotonic()
+        self.flood = subprocess.Popen(
+            self.flood_command(),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True)
+        time.sleep(0.5)  # blocked by its first datagram, flooding when the load starts
+
+    def flood_command(self) -> list[str]:
+        """bench/flood.c compiled (sendmmsg: the flooder takes little of the machine), or
+        bench/flood.py when there is no gcc."""
+        exe = self.workdir / "flood"
+        if not exe.exists() and shutil.which("gcc"):
+            subprocess.run(["gcc", "-O2", "-o", str(exe), str(BENCH_DIR / "flood.c")], check=True)
+        rate = str(self.args.blocked_flood)
+        if exe.exists():
+            return [str(exe), "127.0.0.2", HOST, str(self.port), rate]
+        return [sys.executable, str(BENCH_DIR / "flood.py"), "--source", "127.0.0.2",
+                "--target", f"{HOST}:{self.port}", "--rate", rate]
+
+    def helper_pgids(self) -> set[int]:
+        return {self.flood.pid} if self.flood else set()
+
+    def step_finished(self) -> dict:
+        if not self.flood:
+            return {}
+        flood, self.flood = self.flood, None
+        flood_cpu = group_cpu_seconds(flood.pid)
+        flood.send_signal(signal.SIGTERM)
+        out, _ = flood.communicate(timeout=10)
+        wall = time.monotonic() - self.flood_t0
+        m = re.search(r"sent (\d+)", out or "")
+        sent = int(m.group(1)) if m else 0
+        dropped = self.dropped() - self.dropped0
+        return {"flood": {"datagrams_sent": sent, "rate_sent": round(sent / wall),
+                          "dropped_unread_by_switchboard": dropped,
+                          # The sender's CPU: on loopback it also pays the kernel's receive
+                          # path, and it shares the machine with SIPp and the target.
+                          "flooder_cores_used": round(flood_cpu / wall, 2)}}
+
+
 def parse_sipp_stats(path: Path) -> dict | None:
     if not path.exists():
         return None
@@ -715,6 +797,7 @@ def run_sipp_step(args, target: Target, inj: list[Path], total_rate: float, call
     all0 = all_cpu_ticks()
     udp0 = udp_counters()
     target_drops0 = socket_drops(target.port)
+    target.step_started()
     t0 = time.monotonic()
     try:
         for k in range(procs):
@@ -769,13 +852,15 @@ def run_sipp_step(args, target: Target, inj: list[Path], total_rate: float, call
             if p.returncode is None:
                 kill_group(p, grace=2)
     wall = time.monotonic() - t0
+    helpers = target.helper_pgids()
+    extra = target.step_finished()
     cpu1 = target.cpu_seconds()
     threads1 = thread_cpu_seconds(target.proc.pid)
     m1 = machine_cpu()
     udp1 = udp_counters()
     target_drops = socket_drops(target.port) - target_drops0
     others = other_cpu_seconds(all0, all_cpu_ticks(),
-                               {target.proc.pid} | {p.pid for p in popens})
+                               {target.proc.pid} | {p.pid for p in popens} | helpers)
 
     for r in results:
         st = parse_sipp_stats(step_dir / f"sipp-{r.proc}.csv")
@@ -835,6 +920,7 @@ def run_sipp_step(args, target: Target, inj: list[Path], total_rate: float, call
         "other_cores_used": round(others / wall, 2),
         "other_cores_before_step": None if other_before is None else round(other_before, 2),
         "sipp_processes": [asdict(r) for r in results],
+        **extra,
         "sipp_command_example": sipp_cmd_example,
     }
     reasons = []
@@ -954,7 +1040,7 @@ class TargetRun:
         res["label"] = target.label
         log(f"  listening on udp:{HOST}:{target.port}  ({target.info.get('version', '')})")
         res["preflight"] = preflight(target.name, target.port, target.users,
-                                     want_sha256=target.name == "switchboard"
+                                     want_sha256=target.name.startswith("switchboard")
                                      and "SHA-256" in args.switchboard_digest.upper())
         log("  pre-flight: right secret -> 200, wrong secret -> "
             f"{res['preflight']['md5_wrong_secret'].get('status')}")
@@ -976,7 +1062,7 @@ class TargetRun:
         res["memory_loaded"] = target.memory()
         res["bindings_loaded"] = target.bindings()
         mem = {}
-        if target.name == "switchboard":
+        if target.name.startswith("switchboard"):
             a, b = res["memory_idle"].get("rss_bytes"), res["memory_loaded"].get("rss_bytes")
             if a and b:
                 mem = {"rss_idle_bytes": a, "rss_loaded_bytes": b,
@@ -1164,6 +1250,34 @@ def print_table(results: dict, args) -> str:
     return text
 
 
+def print_flood_table(results: dict, args) -> str:
+    """Switchboard with and without a blocked address flooding it, at each rate both ran."""
+    plain = {st["rate_asked"]: st for st in results.get("switchboard", {}).get("steps", [])}
+    flooded = {st["rate_asked"]: st for st in results.get("switchboard+flood", {}).get("steps", [])}
+    lines = [f"blocked flood: {args.blocked_flood:,} datagrams/s from a blocked address during each "
+             "step of `switchboard+flood`",
+             f"{'rate asked':>10}  {'plain reg/s':>11}  {'flood reg/s':>11}  {'rate lost':>9}  "
+             f"{'plain us/reg':>12}  {'flood us/reg':>12}  {'flood sent/s':>12}  {'dropped':>10}  {'flooder cores':>13}"]
+    for rate in sorted(set(plain) & set(flooded)):
+        a, b = plain[rate], flooded[rate]
+        lost = (1 - b["rate_achieved"] / a["rate_achieved"]) * 100 if a["rate_achieved"] else 0
+        fl = b.get("flood", {})
+        lines.append(f"{rate:>10,.0f}  {a['rate_achieved']:>11,.0f}  {b['rate_achieved']:>11,.0f}  "
+                     f"{lost:>8.1f}%  {num(a.get('target_cpu_us_per_reg'), '{:.1f}'):>12}  "
+                     f"{num(b.get('target_cpu_us_per_reg'), '{:.1f}'):>12}  "
+                     f"{num(fl.get('rate_sent')):>12}  {num(fl.get('dropped_unread_by_switchboard')):>10}  "
+                     f"{num(fl.get('flooder_cores_used'), '{:.2f}'):>13}"
+                     f"{'' if a['passed'] and b['passed'] else '  (failed: ' + '; '.join(a['fail_reasons'] + b['fail_reasons']) + ')'}")
+    pb, fb = (results.get(n, {}).get("best") or {} for n in ("switchboard", "switchboard+flood"))
+    if pb.get("rate_achieved") and fb.get("rate_achieved"):
+        lines.append(f"highest sustained: plain {pb['rate_achieved']:,.0f}/s, flooded "
+                     f"{fb['rate_achieved']:,.0f}/s ({(1 - fb['rate_achieved'] / pb['rate_achieved']) * 100:.1f} % lost; "
+                     "target < 5 %)")
+    text = "\n".join(lines)
+    print("\n" + text, flush=True)
+    return text
+
+
 # --------------------------------------------------------------------------------------
 # Environment
 # --------------------------------------------------------------------------------------
@@ -1263,6 +1377,8 @@ def main() -> int:
     ap.add_argument("--kamailio-children", type=int, default=2, help="UDP worker processes")
     ap.add_argument("--kamailio-shm-mb", type=int, default=256)
     ap.add_argument("--switchboard-port", type=int, default=5070)
+    ap.add_argument("--blocked-flood", type=int, default=50000,
+                    help="datagrams/s the `switchboard+flood` target gets from a blocked address")
     ap.add_argument("--switchboard-bin", default=str(SWITCHBOARD_BIN))
     ap.add_argument("--switchboard-log-level", default="warn")
     ap.add_argument("--switchboard-digest", default="MD5",
@@ -1282,7 +1398,7 @@ def main() -> int:
 
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     for t in targets:
-        if t not in ("kamailio", "switchboard"):
+        if t not in ("kamailio", "switchboard", "switchboard+flood"):
             ap.error(f"unknown target {t!r}")
     if not shutil.which("sipp"):
         print("sipp not found: apt-get install -y sip-tester", file=sys.stderr)
@@ -1309,7 +1425,7 @@ def main() -> int:
                     "results": {}}
     rc = 0
     try:
-        if "switchboard" in targets and not args.no_build:
+        if any(t.startswith("switchboard") for t in targets) and not args.no_build:
             try:
                 build_switchboard()
             except BenchError as e:
@@ -1322,7 +1438,8 @@ def main() -> int:
         runs: list[TargetRun] = []
         try:
             for name in targets:
-                cls = Kamailio if name == "kamailio" else Switchboard
+                cls = {"kamailio": Kamailio, "switchboard": Switchboard,
+                       "switchboard+flood": SwitchboardFlooded}[name]
                 target = cls(args, workdir, users)
                 try:
                     if args.self_check:
@@ -1365,6 +1482,8 @@ def main() -> int:
         report["finished_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         if report["results"]:
             report["table"] = print_table(report["results"], args)
+            if "switchboard+flood" in report["results"]:
+                report["flood_table"] = print_flood_table(report["results"], args)
             res = report["results"]
             if "kamailio" in res and "switchboard" in res:
                 kb, sb = res["kamailio"].get("best") or {}, res["switchboard"].get("best") or {}

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod calls;
 pub mod credentials;
+pub mod drop_filter;
 pub mod hot_desk;
 pub mod ingress;
 pub mod location;
@@ -389,6 +390,11 @@ impl SipServer {
         // core without waking a reader per datagram otherwise.
         let readers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let runtime = tokio::runtime::Handle::current();
+        tasks.push(tokio::spawn(drop_filter::run(
+            core.clone(),
+            udp.clone(),
+            stopped.clone(),
+        )));
         for socket in udp {
             let local = core.transports.add_udp(socket.clone())?;
             let helpers = Arc::new(udp::Helpers::default());

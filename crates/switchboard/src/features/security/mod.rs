@@ -221,6 +221,8 @@ pub struct ThreatService {
     records: DashMap<IpAddr, Record, foldhash::fast::RandomState>,
     /// Where writes from the SIP threads run.
     runtime: tokio::runtime::Handle,
+    /// Bumped at every change of the blocklist (the SIP sockets' kernel filter follows).
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl ThreatService {
@@ -256,6 +258,7 @@ impl ThreatService {
             changing: parking_lot::Mutex::new(()),
             records: DashMap::default(),
             runtime: tokio::runtime::Handle::current(),
+            changed: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -270,6 +273,31 @@ impl ThreatService {
     /// Whether requests from `ip` are refused (the check of every packet and request).
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         self.config.enabled && self.blocks.load().blocks(ip, Timestamp::now())
+    }
+
+    /// Tells of each change of the blocklist.
+    pub fn watch_blocks(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The IPv4 networks blocked now, for a kernel filter; `None` when threat detection
+    /// is off.
+    pub fn blocked_v4(&self) -> Option<Vec<ipnet::Ipv4Net>> {
+        if !self.config.enabled {
+            return None;
+        }
+        let now = Timestamp::now();
+        Some(
+            self.blocks
+                .load()
+                .all()
+                .filter(|b| b.expires_at.is_none_or(|t| t > now))
+                .filter_map(|b| match b.network {
+                    IpNet::V4(n) => Some(n),
+                    IpNet::V6(_) => None,
+                })
+                .collect(),
+        )
     }
 
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -426,6 +454,7 @@ impl ThreatService {
             let mut list = Blocklist::clone(&self.blocks.load());
             let removed = list.remove(&net);
             self.blocks.store(Arc::new(list));
+            self.changed.send_modify(|g| *g += 1);
             removed
         };
         let Some(removed) = removed else {
@@ -463,6 +492,7 @@ impl ThreatService {
                 {
                     list.remove(&b.network);
                     self.blocks.store(Arc::new(list));
+                    self.changed.send_modify(|g| *g += 1);
                 }
             }
             self.forget(&b.network);
@@ -588,6 +618,7 @@ impl ThreatService {
         let mut list = Blocklist::clone(&self.blocks.load());
         list.insert(block.clone());
         self.blocks.store(Arc::new(list));
+        self.changed.send_modify(|g| *g += 1);
         tracing::warn!(network = %network_text(&block.network), reason = %block.reason, "address blocked");
         block
     }
