@@ -18,10 +18,14 @@ use super::SipCore;
 pub const MAX_ENTRIES: usize = 512;
 
 // Classic BPF opcodes (linux/filter.h).
-const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
-const ALU_AND_K: u16 = 0x04 | 0x50; // BPF_ALU | BPF_AND | BPF_K
-const JMP_JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
-const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+/// BPF_LD (0x00) | BPF_W (0x00) | BPF_ABS (0x20).
+const LD_W_ABS: u16 = 0x20;
+/// BPF_ALU (0x04) | BPF_AND (0x50) | BPF_K (0x00).
+const ALU_AND_K: u16 = 0x54;
+/// BPF_JMP (0x05) | BPF_JEQ (0x10) | BPF_K (0x00).
+const JMP_JEQ_K: u16 = 0x15;
+/// BPF_RET (0x06) | BPF_K (0x00).
+const RET_K: u16 = 0x06;
 /// The network header, for a filter on a UDP socket (whose data starts at UDP's).
 const SKF_NET_OFF: i32 = -0x100000;
 /// The IPv4 source address, 12 bytes into the header.
