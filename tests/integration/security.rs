@@ -426,3 +426,52 @@ async fn sipvicious_svwar_and_svcrack_are_blocked_and_a_trusted_phone_keeps_work
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn floods_over_sip_and_http_are_blocked() {
+    let server = start(TestDb::sqlite().await, |c| {
+        c.security.threat_detection.sip_flood_rate = 50;
+        c.security.threat_detection.http_flood_rate = 30;
+    })
+    .await;
+    let admin = server.admin().await;
+    let sip = server.sip_addr(SipTransport::Udp);
+
+    // 120 OPTIONS at once from one address: over 50 in a second.
+    let flooder = tokio::net::UdpSocket::bind("127.0.0.5:0").await.unwrap();
+    for n in 0..120 {
+        let options = format!(
+            "OPTIONS sip:switchboard SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.5:5060;branch=z9hG4bKflood{n}\r\n\
+             From: <sip:x@127.0.0.5>;tag={n}\r\nTo: <sip:switchboard>\r\nCall-ID: flood{n}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        flooder.send_to(options.as_bytes(), sip).await.unwrap();
+    }
+    eventually("the SIP flood is blocked", || async {
+        check(&admin, "127.0.0.5").await["blocked"] == true
+    })
+    .await;
+    assert!(
+        check(&admin, "127.0.0.5").await["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("flood")
+    );
+
+    // 60 HTTP requests at once: over 30 in a second.
+    let client = http_from("127.0.0.6");
+    let mut refused = 0;
+    for _ in 0..60 {
+        let r = client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::FORBIDDEN {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 25, "{refused} of 60 refused");
+    assert_eq!(check(&admin, "127.0.0.6").await["blocked"], true);
+    server.stop().await;
+}
