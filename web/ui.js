@@ -209,5 +209,13 @@ export function formatDate(iso) {
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
 }
 
+/** A data table: a caption for screen readers, a header row of `columns`, and `tbody`. */
+export function dataTable(caption, columns, tbody) {
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'data' },
+    h('caption', { class: 'visually-hidden' }, caption),
+    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
+    tbody));
+}
+
 /** Route path of an extension's page. */
 export const extensionPath = (number) => `/extensions/${encodeURIComponent(number)}`;

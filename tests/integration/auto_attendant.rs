@@ -7,23 +7,18 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard::apps::prompts::Prompts;
-use switchboard::config::{Config, SipTransport};
+use switchboard::config::SipTransport;
 use switchboard::features::Actor;
 use switchboard::features::auto_attendant::Source;
 
 use crate::harness::{Client, TestDb, TestServer, code};
 use crate::interop::{
-    SECRET_2001, SECRET_2002, Sipp, callee_waiting, events_of, eventually, installed, server_with,
+    SECRET_2001, SECRET_2002, Sipp, callee_waiting, events_of, eventually, installed, quick_timers,
+    server_with,
 };
 use crate::voicemail::wav;
 
 const SECRET_2345: &str = "attendant-secret-2345";
-
-fn quick_timers(config: &mut Config) {
-    config.sip.timers.t1_ms = 50;
-    config.sip.timers.t2_ms = 400;
-    config.sip.timers.t4_ms = 500;
-}
 
 /// How long the prompts `names` play, in milliseconds.
 fn played_ms(names: &[&str]) -> u64 {

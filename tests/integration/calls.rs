@@ -13,17 +13,9 @@ use switchboard_sip::Message;
 
 use crate::harness::{Client, TestServer};
 use crate::interop::{
-    Baresip, SECRET_2001, SECRET_2002, Sipp, SippRun, baresip_modules, bindings, callee_as,
-    events_of, eventually, free_port, installed, server_with,
+    Baresip, SECRET_2001, SECRET_2002, Sipp, SippRun, baresip_modules, bindings, callee_as, cdrs,
+    events_of, eventually, free_port, installed, quick_timers, server_with,
 };
-
-/// Short SIP timers, so the transactions of a finished call are gone within seconds
-/// (Timer J = 64 × T1, I and K = T4).
-fn quick_timers(config: &mut Config) {
-    config.sip.timers.t1_ms = 50;
-    config.sip.timers.t2_ms = 400;
-    config.sip.timers.t4_ms = 500;
-}
 
 /// Registers extension 2002 from a port of its own and starts `scenario` there as
 /// the callee (SIPp answers where it registered from).
@@ -86,18 +78,6 @@ async fn call_through(
     caller(server, caller_scenario, "2002").passes().await;
     callee.passed().await;
     cdrs(admin, 1).await.remove(0)
-}
-
-/// The CDRs, newest first, once there are `n`.
-async fn cdrs(admin: &Client, n: usize) -> Vec<Value> {
-    eventually(&format!("{n} call records"), || async {
-        let (_, body) = admin.get("/api/cdr").await;
-        body["items"].as_array().is_some_and(|i| i.len() >= n)
-    })
-    .await;
-    let (status, body) = admin.get("/api/cdr").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["items"].as_array().cloned().unwrap_or_default()
 }
 
 /// Waits until no call is in progress and the engine holds no transaction. A client

@@ -200,6 +200,14 @@ impl TestServer {
         Self::start_with(db, data_dir, config).await
     }
 
+    /// [`Self::start`] with the test configuration changed by `tweak` first.
+    pub async fn start_tweaked(db: TestDb, tweak: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(&db, data_dir.path());
+        tweak(&mut config);
+        Self::start_with(db, data_dir, config).await
+    }
+
     pub async fn start_with(db: TestDb, data_dir: tempfile::TempDir, config: Config) -> Self {
         // SB_TEST_LOG=debug shows the server's log while debugging a test.
         if let Ok(level) = std::env::var("SB_TEST_LOG") {

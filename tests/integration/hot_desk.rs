@@ -10,18 +10,18 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchboard::config::{Config, ExclusivePolicy};
 
-use crate::harness::{Client, TestDb, TestServer, code, test_config};
+use crate::harness::{Client, TestDb, TestServer, code};
 use crate::interop::{events_of, eventually};
 
 const JOHN_MAC: &str = "00:15:65:12:34:56";
 const JANE_MAC: &str = "00:15:65:AB:CD:EF";
 
 async fn start(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
-    let data_dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(&db, data_dir.path());
-    config.features.hot_desking.enabled = true;
-    tweak(&mut config);
-    TestServer::start_with(db, data_dir, config).await
+    TestServer::start_tweaked(db, |config| {
+        config.features.hot_desking.enabled = true;
+        tweak(config);
+    })
+    .await
 }
 
 /// 1001 as the seed's John Doe with PIN 1234 (written as a hash straight into the

@@ -9,7 +9,8 @@ use switchboard::config::{Config, SipTransport};
 
 use crate::harness::{Client, TestServer};
 use crate::interop::{
-    SECRET_2001, Sipp, callee_waiting, events_of, eventually, free_port, installed, server_with,
+    SECRET_2001, Sipp, callee_waiting, cdrs, events_of, eventually, free_port, installed,
+    quick_timers, server_with,
 };
 
 const DESK_MAC: &str = "00:15:65:12:34:56";
@@ -17,9 +18,7 @@ const SECRET_2005: &str = "desk-phone-secret-2005";
 const SECRET_2345: &str = "hot-desk-secret-2345";
 
 fn config(config: &mut Config) {
-    config.sip.timers.t1_ms = 50;
-    config.sip.timers.t2_ms = 400;
-    config.sip.timers.t4_ms = 500;
+    quick_timers(config);
     config.features.hot_desking.enabled = true;
 }
 
@@ -49,19 +48,6 @@ async fn office() -> (TestServer, Client, u16) {
     .passes()
     .await;
     (server, admin, desk)
-}
-
-async fn cdrs(admin: &Client, n: usize) -> Vec<serde_json::Value> {
-    eventually(&format!("{n} call records"), || async {
-        admin.get("/api/cdr").await.1["items"]
-            .as_array()
-            .is_some_and(|i| i.len() >= n)
-    })
-    .await;
-    admin.get("/api/cdr").await.1["items"]
-        .as_array()
-        .cloned()
-        .unwrap()
 }
 
 #[tokio::test]

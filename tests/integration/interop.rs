@@ -324,6 +324,26 @@ pub(crate) async fn callee_waiting(
         .spawn()
 }
 
+/// Short SIP timers, so the transactions of a finished call are gone within seconds
+/// (Timer J = 64 × T1, I and K = T4).
+pub(crate) fn quick_timers(config: &mut Config) {
+    config.sip.timers.t1_ms = 50;
+    config.sip.timers.t2_ms = 400;
+    config.sip.timers.t4_ms = 500;
+}
+
+/// The CDRs, newest first, once there are `n`.
+pub(crate) async fn cdrs(admin: &Client, n: usize) -> Vec<Value> {
+    eventually(&format!("{n} call records"), || async {
+        let (_, body) = admin.get("/api/cdr").await;
+        body["items"].as_array().is_some_and(|i| i.len() >= n)
+    })
+    .await;
+    let (status, body) = admin.get("/api/cdr").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["items"].as_array().cloned().unwrap_or_default()
+}
+
 pub(crate) async fn bindings(server: &TestServer, ext: &str) -> Vec<registrations::BindingRow> {
     registrations::for_extension(server.db().pool(), ext, Timestamp::now())
         .await

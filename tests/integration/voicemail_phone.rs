@@ -6,15 +6,11 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use switchboard::apps::prompts::Prompts;
-use switchboard::config::{Config, SipTransport};
+use switchboard::config::SipTransport;
 
-use crate::interop::{SECRET_2001, Sipp, events_of, eventually, installed, server_with};
-
-fn quick_timers(config: &mut Config) {
-    config.sip.timers.t1_ms = 50;
-    config.sip.timers.t2_ms = 400;
-    config.sip.timers.t4_ms = 500;
-}
+use crate::interop::{
+    SECRET_2001, Sipp, events_of, eventually, installed, quick_timers, server_with,
+};
 
 /// Root mean square of 20 ms frames.
 fn frame_levels(samples: &[i16]) -> Vec<f64> {

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use switchboard::config::Config;
 
-use crate::harness::{Client, Process, TestDb, TestServer, code, test_config};
+use crate::harness::{Client, Process, TestDb, TestServer, code};
 use crate::interop::{eventually, free_port};
 
 /// What the receiver got.
@@ -131,13 +131,6 @@ fn quick(config: &mut Config) {
     config.features.webhooks.retry_delays = vec![1];
 }
 
-async fn start(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
-    let data_dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(&db, data_dir.path());
-    tweak(&mut config);
-    TestServer::start_with(db, data_dir, config).await
-}
-
 async fn subscribe(admin: &Client, url: &str, events: Value) -> (String, String) {
     let (status, body) = admin
         .post("/api/webhooks", json!({"url": url, "events": events}))
@@ -162,7 +155,7 @@ async fn new_extension(admin: &Client, number: &str) {
 #[tokio::test]
 async fn subscribers_get_signed_events_they_asked_for() {
     for db in TestDb::all().await {
-        let server = start(db, quick).await;
+        let server = TestServer::start_tweaked(db, quick).await;
         let admin = server.admin().await;
         let crm = Receiver::start().await;
         let audit = Receiver::start().await;
@@ -264,7 +257,7 @@ async fn subscribers_get_signed_events_they_asked_for() {
 #[tokio::test]
 async fn a_receiver_that_was_down_gets_every_event_in_order() {
     for db in TestDb::all().await {
-        let server = start(db, quick).await;
+        let server = TestServer::start_tweaked(db, quick).await;
         let admin = server.admin().await;
         let crm = Receiver::start().await;
         crm.answer.store(503, Ordering::SeqCst);
@@ -319,7 +312,7 @@ async fn a_receiver_that_was_down_gets_every_event_in_order() {
 
 #[tokio::test]
 async fn a_slow_receiver_holds_back_no_one_else() {
-    let server = start(TestDb::sqlite().await, |c| {
+    let server = TestServer::start_tweaked(TestDb::sqlite().await, |c| {
         quick(c);
         c.features.webhooks.timeout = 30;
     })
@@ -352,7 +345,7 @@ async fn a_slow_receiver_holds_back_no_one_else() {
 
 #[tokio::test]
 async fn an_event_past_max_age_fails_and_can_be_delivered_again() {
-    let server = start(TestDb::sqlite().await, |c| {
+    let server = TestServer::start_tweaked(TestDb::sqlite().await, |c| {
         quick(c);
         c.features.webhooks.max_age = 1;
     })
@@ -396,7 +389,7 @@ async fn an_event_past_max_age_fails_and_can_be_delivered_again() {
 
 #[tokio::test]
 async fn private_targets_and_redirects_are_refused() {
-    let server = start(TestDb::sqlite().await, |c| {
+    let server = TestServer::start_tweaked(TestDb::sqlite().await, |c| {
         c.features.webhooks.retry_delays = vec![1];
     })
     .await;
@@ -425,7 +418,7 @@ async fn private_targets_and_redirects_are_refused() {
     server.stop().await;
 
     // With private targets allowed, a redirect is still not followed.
-    let server = start(TestDb::sqlite().await, quick).await;
+    let server = TestServer::start_tweaked(TestDb::sqlite().await, quick).await;
     let admin = server.admin().await;
     let redirecting = Receiver::start().await;
     redirecting.answer.store(302, Ordering::SeqCst);

@@ -2,7 +2,7 @@
 // last week as charts (logins per day, peak hours), and the login history.
 
 import { get, post, query } from '../api.js';
-import { h, heading, field, alertBox, showAlert, confirmDialog, formatDate, formatDuration } from '../ui.js';
+import { h, heading, field, alertBox, showAlert, confirmDialog, formatDate, formatDuration, dataTable } from '../ui.js';
 
 /** How often the live sessions are read again while the page is open. */
 const REFRESH_MS = 5000;
@@ -81,13 +81,6 @@ function historyRow(e) {
     h('td', {}, e.duration_seconds == null ? '—' : formatDuration(e.duration_seconds)));
 }
 
-function table(caption, columns, tbody) {
-  return h('div', { class: 'table-wrap' }, h('table', { class: 'data' },
-    h('caption', { class: 'visually-hidden' }, caption),
-    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
-    tbody));
-}
-
 export async function render(page, { isCurrent }) {
   const container = h('div', { class: 'sections' });
   page.append(container);
@@ -104,12 +97,12 @@ export async function render(page, { isCurrent }) {
     box,
     h('section', { class: 'card', 'aria-labelledby': 'hd-live' },
       h('h2', { id: 'hd-live' }, 'Logged in now'), liveCount,
-      table('Sessions', ['Extension', 'Device', 'Address', 'Logged in', 'Last activity', ''], live)),
+      dataTable('Sessions', ['Extension', 'Device', 'Address', 'Logged in', 'Last activity', ''], live)),
     h('section', { class: 'card', 'aria-labelledby': 'hd-usage' },
       h('h2', { id: 'hd-usage' }, 'Last 7 days'), usage),
     h('section', { class: 'card', 'aria-labelledby': 'hd-history' },
       h('h2', { id: 'hd-history' }, 'History'), filterForm,
-      table('Login history', ['Extension', 'Device', 'Logged in', 'Logged out', 'Ended', 'Length'], historyBody)));
+      dataTable('Login history', ['Extension', 'Device', 'Logged in', 'Logged out', 'Ended', 'Length'], historyBody)));
 
   async function loadSessions() {
     const { count, sessions } = await get('/hot-desk/sessions');

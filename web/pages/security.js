@@ -3,7 +3,7 @@
 // check, and the latest threat events.
 
 import { get, post, query } from '../api.js';
-import { h, heading, field, alertBox, showAlert, confirmDialog, formatDate } from '../ui.js';
+import { h, heading, field, alertBox, showAlert, confirmDialog, formatDate, dataTable } from '../ui.js';
 
 /** How often the page is read again while open. */
 const REFRESH_MS = 5000;
@@ -16,13 +16,6 @@ const KINDS = {
   path_traversal: 'Path traversal',
   flood: 'Flood',
 };
-
-function table(caption, columns, tbody) {
-  return h('div', { class: 'table-wrap' }, h('table', { class: 'data' },
-    h('caption', { class: 'visually-hidden' }, caption),
-    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
-    tbody));
-}
 
 const empty = (cols, text) => h('tr', {}, h('td', { colspan: cols, class: 'empty' }, text));
 
@@ -51,16 +44,16 @@ export async function render(page, { isCurrent }) {
     box,
     h('section', { class: 'card', 'aria-labelledby': 'sec-day' },
       h('h2', { id: 'sec-day' }, 'Last 24 hours'), figures,
-      table('Top offenders', ['Address', 'Threat score', 'Events', 'Blocked'], offenders)),
+      dataTable('Top offenders', ['Address', 'Threat score', 'Events', 'Blocked'], offenders)),
     h('section', { class: 'card', 'aria-labelledby': 'sec-blocks' },
       h('h2', { id: 'sec-blocks' }, 'Blocked'),
-      table('Blocked addresses', ['Address', 'Reason', 'By', 'Since', 'Until', ''], blocks),
+      dataTable('Blocked addresses', ['Address', 'Reason', 'By', 'Since', 'Until', ''], blocks),
       blockForm),
     h('section', { class: 'card', 'aria-labelledby': 'sec-check' },
       h('h2', { id: 'sec-check' }, 'Check'), probeForm, probeResult),
     h('section', { class: 'card', 'aria-labelledby': 'sec-events' },
       h('h2', { id: 'sec-events' }, 'Latest threats'),
-      table('Threat events', ['When', 'Address', 'What', 'Detail', 'Score'], events)));
+      dataTable('Threat events', ['When', 'Address', 'What', 'Detail', 'Score'], events)));
 
   async function refresh() {
     const [summary, blocked, latest] = await Promise.all([

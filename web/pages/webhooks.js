@@ -2,7 +2,7 @@
 // once), a test event, and the delivery log with re-delivery.
 
 import { get, post, del, query } from '../api.js';
-import { h, heading, field, alertBox, showAlert, confirmDialog, secretsDialog, formatDate } from '../ui.js';
+import { h, heading, field, alertBox, showAlert, confirmDialog, secretsDialog, formatDate, dataTable } from '../ui.js';
 
 const STATUS = { pending: 'Waiting', delivered: 'Delivered', failed: 'Failed' };
 /** How often health and the log are read again while the page is open. */
@@ -23,10 +23,7 @@ export async function render(page, { isCurrent }) {
   const log = h('tbody');
   const logTitle = h('h2', { id: 'wh-log' }, 'Deliveries');
   const logSection = h('section', { class: 'card', 'aria-labelledby': 'wh-log', hidden: true }, logTitle,
-    h('div', { class: 'table-wrap' }, h('table', { class: 'data' },
-      h('caption', { class: 'visually-hidden' }, 'Deliveries'),
-      h('thead', {}, h('tr', {}, ['Event', 'Status', 'Attempts', 'Last answer', 'Next try', ''].map((c) => h('th', { scope: 'col' }, c)))),
-      log)));
+    dataTable('Deliveries', ['Event', 'Status', 'Attempts', 'Last answer', 'Next try', ''], log));
 
   const url = field({ label: 'Receiver URL', name: 'url', type: 'url', placeholder: 'https://crm.example.com/webhooks/pbx', required: true });
   const events = field({ label: 'Events', name: 'events', value: '*', hint: 'Names or wildcards, separated by commas: call.*, hot_desk.login, *' });
@@ -38,10 +35,7 @@ export async function render(page, { isCurrent }) {
     box,
     h('section', { class: 'card', 'aria-labelledby': 'wh-subs' },
       h('h2', { id: 'wh-subs' }, 'Subscriptions'),
-      h('div', { class: 'table-wrap' }, h('table', { class: 'data' },
-        h('caption', { class: 'visually-hidden' }, 'Subscriptions'),
-        h('thead', {}, h('tr', {}, ['Receiver', 'Events', 'Source', 'Health', 'Waiting', 'Failed', ''].map((c) => h('th', { scope: 'col' }, c)))),
-        list)),
+      dataTable('Subscriptions', ['Receiver', 'Events', 'Source', 'Health', 'Waiting', 'Failed', ''], list),
       form),
     logSection);
 

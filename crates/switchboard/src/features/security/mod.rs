@@ -449,14 +449,7 @@ impl ThreatService {
     /// Lifts the block of `network`.
     pub async fn unblock(&self, by: &Actor, network: &str) -> Result<(), ServiceError> {
         let net = parse_network(network).map_err(|why| ServiceError::invalid("ip", why))?;
-        let removed = {
-            let _guard = self.changing.lock();
-            let mut list = Blocklist::clone(&self.blocks.load());
-            let removed = list.remove(&net);
-            self.blocks.store(Arc::new(list));
-            self.changed.send_modify(|g| *g += 1);
-            removed
-        };
+        let removed = self.change_blocks(|list| list.remove(&net));
         let Some(removed) = removed else {
             return Err(ServiceError::not_found(format!(
                 "a block of {}",
@@ -482,19 +475,15 @@ impl ThreatService {
         let now = Timestamp::now();
         let expired = self.blocks.load().expired(now);
         for b in &expired {
-            {
-                let _guard = self.changing.lock();
-                let mut list = Blocklist::clone(&self.blocks.load());
-                // Unless replaced meanwhile by a longer block.
+            // Unless replaced meanwhile by a longer block.
+            self.change_blocks(|list| {
                 if list
                     .find(b.network.addr())
                     .is_some_and(|c| c.expires_at == b.expires_at)
                 {
                     list.remove(&b.network);
-                    self.blocks.store(Arc::new(list));
-                    self.changed.send_modify(|g| *g += 1);
                 }
-            }
+            });
             self.forget(&b.network);
             let mut tx = self.db.begin().await?;
             if store::delete_block(&mut tx, &network_text(&b.network), Some(now)).await? {
@@ -614,13 +603,20 @@ impl ThreatService {
             blocked_at: Timestamp::now(),
             expires_at: until,
         };
-        let _guard = self.changing.lock();
-        let mut list = Blocklist::clone(&self.blocks.load());
-        list.insert(block.clone());
-        self.blocks.store(Arc::new(list));
-        self.changed.send_modify(|g| *g += 1);
+        self.change_blocks(|list| list.insert(block.clone()));
         tracing::warn!(network = %network_text(&block.network), reason = %block.reason, "address blocked");
         block
+    }
+
+    /// Changes the blocklist: a copy is changed and published (readers never wait), and
+    /// the kernel filter is told.
+    fn change_blocks<R>(&self, change: impl FnOnce(&mut Blocklist) -> R) -> R {
+        let _guard = self.changing.lock();
+        let mut list = Blocklist::clone(&self.blocks.load());
+        let out = change(&mut list);
+        self.blocks.store(Arc::new(list));
+        self.changed.send_modify(|g| *g += 1);
+        out
     }
 
     /// Forgets what the addresses of `net` did (a lifted block starts them afresh).
