@@ -11,22 +11,20 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchboard::config::{Config, SipTransport};
 
-use crate::harness::{Client, TestDb, TestServer, code, test_config};
+use crate::harness::{Client, TestDb, TestServer, code};
 use crate::interop::{events_of, eventually};
 use crate::sip_phone::Phone;
 
 const SECRET: &str = "threat-test-secret";
 
 async fn start(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
-    let data_dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(&db, data_dir.path());
-    config.security.threat_detection.failed_login_threshold = 3;
-    config
-        .security
-        .threat_detection
-        .suspicious_pattern_threshold = 2;
-    tweak(&mut config);
-    TestServer::start_with(db, data_dir, config).await
+    TestServer::start_tweaked(db, |config| {
+        let td = &mut config.security.threat_detection;
+        td.failed_login_threshold = 3;
+        td.suspicious_pattern_threshold = 2;
+        tweak(config);
+    })
+    .await
 }
 
 /// An HTTP client whose requests come from `ip`.
@@ -76,6 +74,11 @@ async fn sip_password_guessing_is_blocked_while_the_machine_itself_keeps_working
         let mut phone = Phone::udp(sip, "2001", SECRET).await;
         assert_eq!(phone.register(600).await.code(), Some(200));
 
+        eventually("the three threat events", || async {
+            let (_, events) = admin.get("/api/security/events?ip=127.0.0.2").await;
+            events["items"].as_array().is_some_and(|i| i.len() == 3)
+        })
+        .await;
         let (_, events) = admin.get("/api/security/events?ip=127.0.0.2").await;
         let kinds: Vec<&str> = events["items"]
             .as_array()
@@ -207,6 +210,12 @@ async fn http_scanners_attacks_and_password_guessing_get_403() {
     let (status, _) = admin.get("/api/system/status").await;
     assert_eq!(status, StatusCode::OK);
 
+    // Threat events are written off the request path: wait for all six.
+    eventually("the six threat events", || async {
+        let (_, events) = admin.get("/api/security/events?hours=1").await;
+        events["items"].as_array().is_some_and(|i| i.len() == 6)
+    })
+    .await;
     let (_, summary) = admin.get("/api/security/threat-summary?hours=1").await;
     assert_eq!(summary["blocked_count"], 3, "{summary}");
     assert_eq!(summary["events_by_type"]["scanner"], 1, "{summary}");
@@ -418,6 +427,11 @@ async fn sipvicious_svwar_and_svcrack_are_blocked_and_a_trusted_phone_keeps_work
         );
         assert_eq!(c["reason"], "scanner: friendly-scanner", "{c}");
     }
+    eventually("the scanner's threat event", || async {
+        let (_, events) = admin.get("/api/security/events?ip=127.0.0.3").await;
+        events["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
     let (_, events) = admin.get("/api/security/events?ip=127.0.0.3").await;
     assert_eq!(
         events["items"].as_array().unwrap().len(),
