@@ -14,6 +14,7 @@ use crate::features::events::Changes;
 use crate::features::extensions::ExtensionService;
 use crate::features::hot_desk::HotDeskService;
 use crate::features::mail::Mailer;
+use crate::features::mfa::MfaService;
 use crate::features::registered_phones::RegisteredPhoneService;
 use crate::features::security::ThreatService;
 use crate::features::voicemail::VoicemailService;
@@ -30,6 +31,7 @@ pub struct App {
     pub registered_phones: RegisteredPhoneService,
     pub extensions: ExtensionService,
     pub auth: AuthService,
+    pub mfa: MfaService,
     pub cdr: CdrService,
     pub voicemail: VoicemailService,
     pub auto_attendant: AutoAttendantService,
@@ -56,7 +58,6 @@ impl App {
         let master_key = Arc::new(MasterKey::load(&config, &db).await?);
         let changes = Changes::new();
         let extensions = ExtensionService::new(db.clone(), &config, changes.clone());
-        let auth = AuthService::new(db.clone(), extensions.clone(), &config);
         let registered_phones = RegisteredPhoneService::new(db.clone());
         let cdr = CdrService::new(db.clone());
         let mailer = Mailer::from_config(&config.smtp)?;
@@ -65,6 +66,8 @@ impl App {
         let auto_attendant = AutoAttendantService::new(db.clone(), &config);
         let webhooks = WebhookService::new(db.clone(), master_key.clone(), &config);
         let threats = Arc::new(ThreatService::load(db.clone(), &config).await?);
+        let mfa = MfaService::new(db.clone(), master_key.clone(), &config, threats.clone())?;
+        let auth = AuthService::new(db.clone(), extensions.clone(), mfa.clone(), &config);
         let hot_desk =
             HotDeskService::new(db.clone(), extensions.clone(), changes.clone(), &config);
         Ok(Self {
@@ -74,6 +77,7 @@ impl App {
             changes,
             extensions,
             auth,
+            mfa,
             registered_phones,
             cdr,
             voicemail,

@@ -90,6 +90,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                         Ok(n) => tracing::debug!(sessions = n, "expired sessions removed"),
                         Err(e) => tracing::warn!(error = %e, "session sweep failed"),
                     }
+                    // Logins that never got their second factor, abandoned key registrations.
+                    if let Err(e) = app.mfa.sweep_expired().await {
+                        tracing::warn!(error = %e, "MFA challenge sweep failed");
+                    }
                 }
             }
         }),

@@ -21,7 +21,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::Json;
 use crate::crypto;
 use crate::features::ServiceError;
-use crate::features::auth::{ClientInfo, Credential, IssuedSession, Principal};
+use crate::features::auth::{ClientInfo, Credential, IssuedSession, LoginOutcome, Principal};
+use crate::features::mfa::Answer;
 use crate::features::security::{Protocol, Signal};
 use crate::role::Role;
 
@@ -38,6 +39,10 @@ pub struct AdminOnly(pub Principal);
 /// Any authenticated caller, even one who must change their password first: only the
 /// endpoints that let them do so (and log out) take this.
 pub struct AllowPasswordChange(pub Principal);
+
+/// Any authenticated caller whose password need not change first, even one who must
+/// enrol a second factor: the `/api/mfa/*` endpoints take this.
+pub struct AllowMfaEnrollment(pub Principal);
 
 async fn principal(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
     let bearer = parts
@@ -107,13 +112,28 @@ impl FromRequestParts<AppState> for AllowPasswordChange {
     }
 }
 
-impl FromRequestParts<AppState> for Authenticated {
+impl FromRequestParts<AppState> for AllowMfaEnrollment {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let AllowPasswordChange(p) = AllowPasswordChange::from_request_parts(parts, state).await?;
         if p.must_change_password {
             return Err(password_change_required());
+        }
+        Ok(Self(p))
+    }
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let AllowMfaEnrollment(p) = AllowMfaEnrollment::from_request_parts(parts, state).await?;
+        if p.mfa_enrollment_required {
+            return Err(ApiError::forbidden(
+                "mfa_enrollment_required",
+                "enrol a second factor first: POST /api/mfa/enroll, then /api/mfa/verify-enrollment",
+            ));
         }
         Ok(Self(p))
     }
@@ -177,6 +197,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(login))
+        .routes(routes!(login_second_factor))
         .routes(routes!(logout))
         .routes(routes!(change_password))
         .routes(routes!(me))
@@ -219,11 +240,13 @@ fn cleared_cookies() -> CookieJar {
         .add(gone(CSRF_COOKIE))
 }
 
-/// Log in with extension and web password.
+/// Log in with extension and web password. An extension with MFA gets
+/// `{mfa_required, mfa_token, methods, webauthn?}` instead of a session: answer it at
+/// `POST /api/auth/mfa`.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", security(()),
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Logged in; also sets the panel's session and CSRF cookies", body = IssuedSession),
+        (status = 200, description = "Logged in (the session; also sets the panel's session and CSRF cookies), or the request for a second factor", body = LoginOutcome),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Wrong extension or password", body = ErrorBody),
         (status = 403, description = "Extension deactivated", body = ErrorBody),
@@ -247,7 +270,54 @@ async fn login(
             .threats
             .signal(ip, Protocol::Http, Signal::FailedAuth("web login"));
     }
-    let session = session?;
+    Ok(match session? {
+        LoginOutcome::Session(session) => {
+            (session_cookies(&state, &session), axum::Json(session)).into_response()
+        }
+        challenge @ LoginOutcome::MfaRequired(_) => axum::Json(challenge).into_response(),
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecondFactor {
+    /// From the login's answer.
+    pub mfa_token: String,
+    /// A TOTP code, a backup code or a YubiKey OTP.
+    pub code: Option<String>,
+    /// A WebAuthn assertion (`navigator.credentials.get`, binary fields base64url).
+    #[schema(value_type = Option<Object>)]
+    pub credential: Option<serde_json::Value>,
+}
+
+/// The login's second step: the second factor for an `mfa_token`.
+#[utoipa::path(post, path = "/api/auth/mfa", tag = "auth", security(()),
+    request_body = SecondFactor,
+    responses(
+        (status = 200, description = "Logged in; also sets the panel's session and CSRF cookies", body = IssuedSession),
+        (status = 400, description = "Neither or both of code and credential", body = ErrorBody),
+        (status = 401, description = "Wrong second factor (invalid_second_factor), or the mfa_token expired, was used or had too many wrong tries (mfa_token_invalid)", body = ErrorBody),
+    ))]
+async fn login_second_factor(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Json(body): Json<SecondFactor>,
+) -> Result<Response, ApiError> {
+    let answer = match (body.code, body.credential) {
+        (Some(code), None) => Answer::Code(code),
+        (None, Some(credential)) => Answer::Credential(credential),
+        _ => {
+            return Err(ApiError::from(ServiceError::invalid(
+                "code",
+                "send either code (TOTP, backup code or YubiKey OTP) or credential (a WebAuthn assertion)",
+            )));
+        }
+    };
+    let session = state
+        .app
+        .auth
+        .login_second_factor(&body.mfa_token, answer, &client)
+        .await?;
     Ok((session_cookies(&state, &session), axum::Json(session)).into_response())
 }
 
@@ -304,6 +374,8 @@ pub struct Me {
     pub name: String,
     pub role: Role,
     pub must_change_password: bool,
+    /// The user must enrol a second factor before anything but `/api/mfa/*` works.
+    pub mfa_enrollment_required: bool,
     /// `session` or `api_key`.
     pub via: &'static str,
 }
@@ -325,6 +397,7 @@ async fn me(AllowPasswordChange(p): AllowPasswordChange) -> axum::Json<Me> {
         name: p.name,
         role: p.role,
         must_change_password: p.must_change_password,
+        mfa_enrollment_required: p.mfa_enrollment_required,
         via,
     })
 }

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod guard;
 pub mod health;
 pub mod hot_desk;
+pub mod mfa;
 pub mod paging;
 pub mod panel;
 pub mod registered_phones;
@@ -58,7 +59,8 @@ pub struct AppState {
     ),
     modifiers(&SecuritySchemes),
     tags(
-        (name = "auth", description = "Login, logout, password"),
+        (name = "auth", description = "Login (with its second factor), logout, password"),
+        (name = "mfa", description = "Multi-factor authentication: TOTP, backup codes, YubiKey, FIDO2 (seed 002)"),
         (name = "extensions", description = "Extensions and their credentials"),
         (name = "calls", description = "Calls in progress and call detail records"),
         (name = "voicemail", description = "Voicemail"),
@@ -109,6 +111,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(hot_desk::routes())
         .merge(webhooks::routes())
         .merge(security::routes())
+        .merge(mfa::routes())
         .merge(api_keys::routes())
         .merge(registered_phones::routes())
         .merge(system::routes())

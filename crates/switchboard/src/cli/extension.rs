@@ -55,6 +55,9 @@ pub enum ExtensionCommand {
         #[arg(long)]
         pin_stdin: bool,
     },
+    /// Turn off an extension's second factors (the rescue path for an admin who lost
+    /// their authenticator and backup codes); they enrol again at the next login.
+    DisableMfa { number: String },
     /// Create or update extensions from a CSV file with a header row (or a JSON array
     /// when the file ends in .json).
     Import { file: PathBuf },
@@ -177,6 +180,12 @@ async fn dispatch(cmd: ExtensionCommand, app: &App) -> anyhow::Result<()> {
                 Some(pin) => println!("extension {number}: new voicemail PIN {pin}"),
                 None => println!("extension {number}: voicemail PIN set"),
             }
+        }
+        ExtensionCommand::DisableMfa { number } => {
+            app.mfa
+                .disable(&Actor::Cli, &number, None, false, None)
+                .await?;
+            println!("extension {number}: second factors removed; the password alone logs in");
         }
         ExtensionCommand::Import { file } => import(app, &file).await?,
     }

@@ -240,6 +240,11 @@ pub(super) fn validate(c: &Config) -> Result<(), Vec<Invalid>> {
             "1 to 100",
         );
     }
+    let issuer = &c.security.mfa.issuer;
+    if issuer.trim().is_empty() || issuer.contains(':') {
+        // The otpauth:// label is issuer:account; a colon would split it wrongly.
+        bad("security.mfa.issuer", issuer, "a name without ':'");
+    }
     let td = &c.security.threat_detection;
     if td.failed_login_threshold == 0 {
         bad(

@@ -1,5 +1,6 @@
 //! The node master key (spec README "Secrets", 07-mfa.md): AES-256-GCM encryption of
-//! the secrets that must be recovered (webhook signing secrets, later TOTP seeds).
+//! the secrets that must be recovered (webhook signing secrets, TOTP seeds), and a
+//! keyed hash for codes that need only be checked (MFA backup codes).
 //!
 //! Where the key comes from, first match wins: `SWITCHBOARD_MASTER_KEY` (32 bytes in
 //! base64 or hex); `security.master_key_passphrase` (PBKDF2-HMAC-SHA256, 600,000
@@ -48,6 +49,8 @@ pub enum MasterKeyError {
 /// The node's key. Encrypts with a random 96-bit nonce per value.
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    /// Keys [`MasterKey::keyed_hash`]; derived, so the encryption key is never used twice.
+    hash_key: [u8; 32],
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -60,7 +63,19 @@ impl MasterKey {
     pub fn from_bytes(key: &[u8; 32]) -> Self {
         Self {
             cipher: Aes256Gcm::new(key.into()),
+            hash_key: hmac_sha256(key, &[b"switchboard keyed hash v1"]),
         }
+    }
+
+    /// HMAC-SHA256 of `data` under a key derived from the master key, in hex: for
+    /// short codes that need only be checked (backup codes). A plain hash of 40 bits
+    /// of code would fall to a brute force of a stolen database; this one needs the
+    /// key too, and stays fast enough to try every code of a set.
+    pub fn keyed_hash(&self, label: &str, data: &[u8]) -> String {
+        hex::encode(hmac_sha256(
+            &self.hash_key,
+            &[label.as_bytes(), b"\0", data],
+        ))
     }
 
     /// The key as the module notes say, checked against the database's check value
@@ -120,6 +135,16 @@ impl MasterKey {
             .decrypt(Nonce::from_slice(nonce), sealed)
             .map_err(|_| MasterKeyError::Undecryptable)
     }
+}
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -190,6 +215,19 @@ mod tests {
         tampered.push('A');
         assert!(key.decrypt(&tampered).is_err());
         assert!(key.decrypt("plain").is_err());
+    }
+
+    #[test]
+    fn keyed_hashes_depend_on_key_label_and_data() {
+        let key = MasterKey::from_bytes(&[7; 32]);
+        let h = key.keyed_hash("backup", b"ABCD-EFGH");
+        assert_eq!(h, key.keyed_hash("backup", b"ABCD-EFGH"));
+        assert_ne!(h, key.keyed_hash("backup", b"ABCD-EFGJ"));
+        assert_ne!(h, key.keyed_hash("other", b"ABCD-EFGH"));
+        assert_ne!(
+            h,
+            MasterKey::from_bytes(&[8; 32]).keyed_hash("backup", b"ABCD-EFGH")
+        );
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum EventType {
     SecurityIpBlocked,
     SecurityIpUnblocked,
     SecurityThreatDetected,
+    MfaMethodAdded,
+    MfaMethodRemoved,
+    MfaDisabled,
 }
 
 impl EventType {
@@ -55,6 +58,9 @@ impl EventType {
         Self::SecurityIpBlocked,
         Self::SecurityIpUnblocked,
         Self::SecurityThreatDetected,
+        Self::MfaMethodAdded,
+        Self::MfaMethodRemoved,
+        Self::MfaDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +84,9 @@ impl EventType {
             Self::SecurityIpBlocked => "security.ip_blocked",
             Self::SecurityIpUnblocked => "security.ip_unblocked",
             Self::SecurityThreatDetected => "security.threat_detected",
+            Self::MfaMethodAdded => "mfa.method_added",
+            Self::MfaMethodRemoved => "mfa.method_removed",
+            Self::MfaDisabled => "mfa.disabled",
         }
     }
 }

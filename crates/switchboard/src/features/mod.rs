@@ -9,6 +9,7 @@ pub mod events;
 pub mod extensions;
 pub mod hot_desk;
 pub mod mail;
+pub mod mfa;
 pub mod registered_phones;
 pub mod security;
 pub mod voicemail;

@@ -11,6 +11,7 @@ pub mod cdr;
 pub mod events;
 pub mod extensions;
 pub mod hot_desk;
+pub mod mfa;
 pub mod registered_phones;
 pub mod registrations;
 pub mod security;

@@ -1,10 +1,12 @@
-//! Authentication: password login, opaque session tokens (stored as SHA-256, with idle
-//! and absolute expiry, surviving restarts), logout, password change and API keys.
+//! Authentication: password login (with its second factor when the extension has
+//! MFA), opaque session tokens (stored as SHA-256, with idle and absolute expiry,
+//! surviving restarts), logout, password change and API keys.
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::extensions::{ExtensionService, blocking, rules};
+use super::mfa::{Answer, MfaChallenge, MfaService};
 use super::{Actor, ServiceError};
 use crate::config::Config;
 use crate::crypto;
@@ -33,8 +35,19 @@ pub struct IssuedSession {
     pub name: String,
     pub role: Role,
     pub must_change_password: bool,
+    /// The configuration makes this extension enrol a second factor before anything
+    /// but `/api/mfa/*` works.
+    pub mfa_enrollment_required: bool,
     /// Send back as `X-CSRF-Token` on writes authenticated by the session cookie.
     pub csrf_token: String,
+}
+
+/// What a correct password gets: a session, or the request for a second factor.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginOutcome {
+    Session(IssuedSession),
+    MfaRequired(MfaChallenge),
 }
 
 /// How a request proved who it is.
@@ -59,6 +72,8 @@ pub struct Principal {
     pub name: String,
     pub role: Role,
     pub must_change_password: bool,
+    /// A session of a user who must enrol a second factor first.
+    pub mfa_enrollment_required: bool,
 }
 
 impl Principal {
@@ -121,6 +136,7 @@ impl From<&ApiKeyRow> for ApiKeyInfo {
 pub struct AuthService {
     db: Db,
     extensions: ExtensionService,
+    mfa: MfaService,
     idle_secs: u64,
     absolute_secs: u64,
 }
@@ -145,23 +161,25 @@ fn unauthenticated() -> ServiceError {
 }
 
 impl AuthService {
-    pub fn new(db: Db, extensions: ExtensionService, config: &Config) -> Self {
+    pub fn new(db: Db, extensions: ExtensionService, mfa: MfaService, config: &Config) -> Self {
         Self {
             db,
             extensions,
+            mfa,
             idle_secs: config.http.session_idle_timeout,
             absolute_secs: config.http.session_absolute_timeout,
         }
     }
 
-    /// Checks extension + password and issues a session. Unknown extensions, missing
-    /// passwords and wrong passwords all answer the same, in the same time.
+    /// Checks extension + password and issues a session, or asks for the second
+    /// factor when the extension has MFA. Unknown extensions, missing passwords and
+    /// wrong passwords all answer the same, in the same time.
     pub async fn login(
         &self,
         extension: &str,
         password: &str,
         client: &ClientInfo,
-    ) -> Result<IssuedSession, ServiceError> {
+    ) -> Result<LoginOutcome, ServiceError> {
         let row = ext_store::get(self.db.pool(), extension).await?;
         let hash = row.as_ref().and_then(|r| r.password_hash.clone());
         let typed = password.to_owned();
@@ -182,9 +200,54 @@ impl AuthService {
                 format!("extension {extension} is deactivated"),
             ));
         }
+        if let Some(challenge) = self.mfa.start_login(extension).await? {
+            metrics::counter!("switchboard_auth_logins_total", "result" => "mfa_required")
+                .increment(1);
+            tracing::info!(
+                extension,
+                ip = client.ip.as_deref().unwrap_or("-"),
+                "login: second factor asked"
+            );
+            return Ok(LoginOutcome::MfaRequired(challenge));
+        }
         let session = self.issue(&row, row.must_change_password, client).await?;
         metrics::counter!("switchboard_auth_logins_total", "result" => "ok").increment(1);
         tracing::info!(extension, ip = client.ip.as_deref().unwrap_or("-"), "login");
+        Ok(LoginOutcome::Session(session))
+    }
+
+    /// The login's second step: a session once the second factor is right.
+    pub async fn login_second_factor(
+        &self,
+        mfa_token: &str,
+        answer: Answer,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, ServiceError> {
+        let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+        let extension = match self.mfa.finish_login(mfa_token, answer, ip).await {
+            Ok(extension) => extension,
+            Err(e) => {
+                metrics::counter!("switchboard_auth_logins_total", "result" => "mfa_failed")
+                    .increment(1);
+                return Err(e);
+            }
+        };
+        let row = ext_store::get(self.db.pool(), &extension)
+            .await?
+            .filter(|r| r.active)
+            .ok_or_else(|| {
+                ServiceError::forbidden(
+                    "extension_inactive",
+                    format!("extension {extension} is deactivated"),
+                )
+            })?;
+        let session = self.issue(&row, row.must_change_password, client).await?;
+        metrics::counter!("switchboard_auth_logins_total", "result" => "ok").increment(1);
+        tracing::info!(
+            extension,
+            ip = client.ip.as_deref().unwrap_or("-"),
+            "login with a second factor"
+        );
         Ok(session)
     }
 
@@ -220,6 +283,7 @@ impl AuthService {
             name: row.name.clone(),
             role: row.role,
             must_change_password: must_change,
+            mfa_enrollment_required: self.mfa.enrollment_required(&row.number, row.role).await?,
             csrf_token,
         })
     }
@@ -248,6 +312,7 @@ impl AuthService {
                 name,
                 role: key.role,
                 must_change_password: false,
+                mfa_enrollment_required: false,
             });
         }
         let session = sessions::find(self.db.pool(), &hash)
@@ -260,6 +325,12 @@ impl AuthService {
         if now.millis() - session.last_seen_at.millis() > TOUCH_EVERY_MS {
             sessions::touch(self.db.pool(), &hash, now).await?;
         }
+        // Only asked when the configuration requires MFA for the role: no query else.
+        let mfa_enrollment_required = self.mfa.required_for(session.role)
+            && self
+                .mfa
+                .enrollment_required(&session.extension, session.role)
+                .await?;
         Ok(Principal {
             credential: Credential::Session {
                 token_hash: session.token_hash,
@@ -269,6 +340,7 @@ impl AuthService {
             name: session.name,
             role: session.role,
             must_change_password: session.must_change_password,
+            mfa_enrollment_required,
         })
     }
 
