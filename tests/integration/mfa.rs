@@ -601,3 +601,259 @@ async fn yubikey_enrolment_and_login_through_the_validation_protocol() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_cli_rescues_an_admin_who_lost_the_second_factor() {
+    let server = TestServer::start(TestDb::sqlite().await).await;
+    let admin = server.admin().await;
+    enrol_totp(&admin, "1001").await;
+    let login = json!({"extension": "1001", "password": crate::harness::NEW_ADMIN_PASSWORD});
+    let (_, body) = server.client().post("/api/auth/login", login.clone()).await;
+    assert_eq!(body["mfa_required"], true);
+
+    // The operator on the server, with the same database and data directory (the
+    // master key file).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yml"),
+        format!(
+            "data_dir: {}\ndatabase:\n  url: {}\n",
+            server.config.data_dir.display(),
+            server.config.database.url.expose()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) =
+        crate::harness::run_cli(dir.path(), &["extension", "disable-mfa", "1001"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("second factors removed"), "{out}");
+    let (_, body) = server.client().post("/api/auth/login", login).await;
+    assert!(body["token"].is_string(), "{body}");
+    assert_eq!(events_of(&server, "mfa.disabled").await[0]["actor"], "cli");
+    let (ok, _, err) =
+        crate::harness::run_cli(dir.path(), &["extension", "disable-mfa", "9999"], None);
+    assert!(!ok && err.contains("9999"), "{err}");
+    server.stop().await;
+}
+
+/// A software FIDO2 security key (packed "none" attestation, ES256), enough to run
+/// both WebAuthn ceremonies against the server as a browser and a key would.
+mod soft_key {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use p256::ecdsa::signature::Signer;
+    use p256::ecdsa::{Signature, SigningKey};
+    use serde_cbor_2::Value as Cbor;
+    use serde_json::{Value, json};
+    use sha2::{Digest, Sha256};
+
+    pub struct SoftKey {
+        key: SigningKey,
+        id: Vec<u8>,
+        pub counter: u32,
+        pub origin: String,
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn client_data(kind: &str, options: &Value, origin: &str) -> Vec<u8> {
+        let challenge = options["publicKey"]["challenge"].as_str().unwrap();
+        serde_json::to_vec(
+            &json!({"type": kind, "challenge": challenge, "origin": origin, "crossOrigin": false}),
+        )
+        .unwrap()
+    }
+
+    impl SoftKey {
+        pub fn new(seed: u8, origin: &str) -> Self {
+            Self {
+                key: SigningKey::from_slice(&[seed; 32]).unwrap(),
+                id: vec![seed; 32],
+                counter: 0,
+                origin: origin.to_owned(),
+            }
+        }
+
+        pub fn id(&self) -> String {
+            b64(&self.id)
+        }
+
+        fn auth_data(&self, rp_id: &str, flags: u8, attested: &[u8]) -> Vec<u8> {
+            let mut data = Sha256::digest(rp_id.as_bytes()).to_vec();
+            data.push(flags);
+            data.extend_from_slice(&self.counter.to_be_bytes());
+            data.extend_from_slice(attested);
+            data
+        }
+
+        /// `navigator.credentials.create` with these creation options.
+        pub fn create(&self, options: &Value) -> Value {
+            let rp_id = options["publicKey"]["rp"]["id"].as_str().unwrap();
+            let point = self.key.verifying_key().to_sec1_point(false);
+            let xy = point.as_bytes();
+            let cose = Cbor::Map(
+                [
+                    (Cbor::Integer(1), Cbor::Integer(2)),
+                    (Cbor::Integer(3), Cbor::Integer(-7)),
+                    (Cbor::Integer(-1), Cbor::Integer(1)),
+                    (Cbor::Integer(-2), Cbor::Bytes(xy[1..33].to_vec())),
+                    (Cbor::Integer(-3), Cbor::Bytes(xy[33..65].to_vec())),
+                ]
+                .into_iter()
+                .collect(),
+            );
+            let mut attested = vec![0u8; 16];
+            attested.extend_from_slice(&(self.id.len() as u16).to_be_bytes());
+            attested.extend_from_slice(&self.id);
+            attested.extend_from_slice(&serde_cbor_2::to_vec(&cose).unwrap());
+            // User present, verified, attested credential data included.
+            let auth_data = self.auth_data(rp_id, 0x45, &attested);
+            let attestation = Cbor::Map(
+                [
+                    (Cbor::Text("fmt".into()), Cbor::Text("none".into())),
+                    (Cbor::Text("attStmt".into()), Cbor::Map(Default::default())),
+                    (Cbor::Text("authData".into()), Cbor::Bytes(auth_data)),
+                ]
+                .into_iter()
+                .collect(),
+            );
+            json!({
+                "id": self.id(), "rawId": self.id(), "type": "public-key", "extensions": {},
+                "response": {
+                    "attestationObject": b64(&serde_cbor_2::to_vec(&attestation).unwrap()),
+                    "clientDataJSON": b64(&client_data("webauthn.create", options, &self.origin)),
+                },
+            })
+        }
+
+        /// `navigator.credentials.get` with these request options; the signature
+        /// counter goes up first.
+        pub fn get(&mut self, options: &Value) -> Value {
+            self.counter += 1;
+            let rp_id = options["publicKey"]["rpId"].as_str().unwrap();
+            let auth_data = self.auth_data(rp_id, 0x05, &[]);
+            let client_data = client_data("webauthn.get", options, &self.origin);
+            let mut signed = auth_data.clone();
+            signed.extend_from_slice(&Sha256::digest(&client_data));
+            let signature: Signature = self.key.sign(&signed);
+            json!({
+                "id": self.id(), "rawId": self.id(), "type": "public-key", "extensions": {},
+                "response": {
+                    "authenticatorData": b64(&auth_data),
+                    "clientDataJSON": b64(&client_data),
+                    "signature": b64(signature.to_der().as_bytes()),
+                    "userHandle": null,
+                },
+            })
+        }
+    }
+}
+
+#[tokio::test]
+async fn security_key_ceremonies_with_a_software_authenticator() {
+    use soft_key::SoftKey;
+    for db in TestDb::all().await {
+        let server = TestServer::start(db).await;
+        let admin = server.admin().await;
+        let user = server.user(&admin, "2001").await;
+        // The default relying party: localhost on any port.
+        let mut key = SoftKey::new(7, "http://localhost:8443");
+
+        let (status, body) = user
+            .post(
+                "/api/mfa/enroll-fido2",
+                json!({"extension": "2001", "name": "Blue key"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let options = body["options"].clone();
+        assert_eq!(options["publicKey"]["rp"]["id"], "localhost");
+        // An attestation for another origin is refused, and the registration waits on.
+        let mut phishing = SoftKey::new(7, "https://pbx.example.evil");
+        let (status, body) = user
+            .post(
+                "/api/mfa/enroll-fido2/finish",
+                json!({"extension": "2001", "credential": phishing.create(&options)}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, body) = user
+            .post(
+                "/api/mfa/enroll-fido2/finish",
+                json!({"extension": "2001", "credential": key.create(&options)}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["name"], "Blue key");
+        assert_eq!(body["backup_codes"].as_array().map(Vec::len), Some(10));
+        let key_id = body["id"].as_str().unwrap().to_owned();
+        // The ceremony was single-use.
+        let (status, body) = user
+            .post(
+                "/api/mfa/enroll-fido2/finish",
+                json!({"extension": "2001", "credential": key.create(&options)}),
+            )
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::CONFLICT, "no_pending_enrollment")
+        );
+
+        // Login: the request options name the key; its assertion gives the session.
+        let (_, body) = password_step(&server, "2001").await;
+        assert_eq!(body["methods"], json!(["backup_code", "fido2"]), "{body}");
+        let token = body["mfa_token"].as_str().unwrap().to_owned();
+        let request = body["webauthn"].clone();
+        assert_eq!(request["publicKey"]["allowCredentials"][0]["id"], key.id());
+        let assertion = key.get(&request);
+        let mfa = |token: String, credential: Value| {
+            let client = server.client();
+            async move {
+                client
+                    .post(
+                        "/api/auth/mfa",
+                        json!({"mfa_token": token, "credential": credential}),
+                    )
+                    .await
+            }
+        };
+        let (status, body) = mfa(token.clone(), assertion.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["token"].is_string());
+
+        // The same assertion for a new login's challenge is refused, as is one from
+        // another origin, and one whose counter did not go up (a cloned key).
+        let (_, body) = password_step(&server, "2001").await;
+        let token = body["mfa_token"].as_str().unwrap().to_owned();
+        let request = body["webauthn"].clone();
+        let (status, body) = mfa(token.clone(), assertion).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNAUTHORIZED, "invalid_second_factor")
+        );
+        phishing.counter = 10;
+        let (status, _) = mfa(token.clone(), phishing.get(&request)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let mut clone = SoftKey::new(7, "http://localhost:8443");
+        let (status, _) = mfa(token.clone(), clone.get(&request)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "counter 1 again: a clone");
+        let (status, body) = mfa(token, key.get(&request)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        let (_, methods) = user.get("/api/mfa/methods/2001").await;
+        assert_eq!(methods["fido2"][0]["id"], key_id.as_str());
+        assert!(methods["fido2"][0]["last_used_at"].is_string());
+        let (status, _) = user.delete(&format!("/api/mfa/fido2/2001/{key_id}")).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _) = user.delete(&format!("/api/mfa/fido2/2001/{key_id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (_, body) = password_step(&server, "2001").await;
+        assert!(
+            body["token"].is_string(),
+            "the only key removed: MFA off: {body}"
+        );
+        server.stop().await;
+    }
+}
