@@ -16,7 +16,10 @@ export class ApiError extends Error {
 
 let handlers = {};
 
-/** `onUnauthenticated(err)` on 401, `onPasswordChangeRequired(err)` on 403 password_change_required. */
+/**
+ * `onUnauthenticated(err)` on 401, `onPasswordChangeRequired(err)` on 403
+ * password_change_required, `onMfaEnrollmentRequired(err)` on 403 mfa_enrollment_required.
+ */
 export function setAuthHandlers(h) {
   handlers = h;
 }
@@ -71,8 +74,11 @@ export async function api(method, path, body, { handleAuth = true } = {}) {
     e && e.field,
   );
   if (handleAuth) {
-    if (res.status === 401) handlers.onUnauthenticated?.(err);
+    // A wrong second factor (confirming an enrolment, turning MFA off) is a 401 too, but
+    // the session is still good.
+    if (res.status === 401 && err.code !== 'invalid_second_factor') handlers.onUnauthenticated?.(err);
     else if (res.status === 403 && err.code === 'password_change_required') handlers.onPasswordChangeRequired?.(err);
+    else if (res.status === 403 && err.code === 'mfa_enrollment_required') handlers.onMfaEnrollmentRequired?.(err);
   }
   throw err;
 }

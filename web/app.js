@@ -12,12 +12,15 @@ import * as extensionEdit from './pages/extension-edit.js';
 import * as hotDesk from './pages/hot-desk.js';
 import * as webhooks from './pages/webhooks.js';
 import * as security from './pages/security.js';
+import * as account from './pages/account.js';
 
 // public: only when logged out; pending: allowed while a password change is due;
+// enrolment: allowed while a second factor must be set up (the API allows these);
 // admin: admins only (users are sent to their own extension or the dashboard).
 const routes = [
   { path: /^\/login$/, page: login, public: true },
-  { path: /^\/password$/, page: password, pending: true },
+  { path: /^\/password$/, page: password, pending: true, enrolment: true },
+  { path: /^\/account$/, page: account, enrolment: true, nav: 'account' },
   { path: /^\/dashboard$/, page: dashboard, nav: 'dashboard' },
   { path: /^\/extensions$/, page: extensions, admin: true, nav: 'extensions' },
   { path: /^\/extensions\/new$/, page: extensionNew, admin: true, nav: 'extensions' },
@@ -54,12 +57,13 @@ async function loadMe() {
 
 function homeFor(me) {
   if (!me) return '/login';
-  return me.must_change_password ? '/password' : '/dashboard';
+  if (me.must_change_password) return '/password';
+  return me.mfa_enrollment_required ? '/account' : '/dashboard';
 }
 
 function updateShell(route, path) {
   const me = session.me;
-  const inApp = Boolean(me) && !me.must_change_password;
+  const inApp = Boolean(me) && !me.must_change_password && !me.mfa_enrollment_required;
   $('nav').hidden = !inApp;
   $('session').hidden = !me;
   $('nav-password').hidden = !inApp;
@@ -73,7 +77,9 @@ function updateShell(route, path) {
     ext.href = '#/extensions';
   }
   for (const id of ['nav-hot-desk', 'nav-webhooks', 'nav-security']) $(id).parentElement.hidden = !me || me.role !== 'admin';
-  for (const [key, el] of [['dashboard', $('nav-dashboard')], ['extensions', ext], ['hot-desk', $('nav-hot-desk')], ['webhooks', $('nav-webhooks')], ['security', $('nav-security')]]) {
+  const links = [['dashboard', $('nav-dashboard')], ['extensions', ext], ['hot-desk', $('nav-hot-desk')],
+    ['webhooks', $('nav-webhooks')], ['security', $('nav-security')], ['account', $('nav-account')]];
+  for (const [key, el] of links) {
     const own = key !== 'extensions' || !me || me.role === 'admin' || path === extensionPath(me.extension);
     if (route?.nav === key && own) el.setAttribute('aria-current', 'page');
     else el.removeAttribute('aria-current');
@@ -113,6 +119,7 @@ async function render() {
   }
   if (route?.public && me) return navigate(homeFor(me));
   if (me?.must_change_password && route && !route.pending) return navigate('/password');
+  if (me?.mfa_enrollment_required && route && !route.enrolment) return navigate('/account');
   if (route?.admin && me && me.role !== 'admin') {
     return navigate(path === '/extensions' ? extensionPath(me.extension) : '/dashboard');
   }
@@ -147,6 +154,10 @@ setAuthHandlers({
   onPasswordChangeRequired() {
     if (session.me) session.me.must_change_password = true;
     navigate('/password');
+  },
+  onMfaEnrollmentRequired() {
+    if (session.me) session.me.mfa_enrollment_required = true;
+    navigate('/account');
   },
 });
 

@@ -109,7 +109,7 @@ export function showError(form, box, err, fieldFor = {}) {
     return;
   }
   // The API prefixes messages with the field's API name ("email: ..."); the label says it.
-  const text = err.field && message.startsWith(`${err.field}: `) ? message.slice(err.field.length + 2) : message;
+  const text = message.startsWith(`${name}: `) ? message.slice(name.length + 2) : message;
   const errId = `${input.id}-error`;
   input.setAttribute('aria-invalid', 'true');
   const ids = (input.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);
@@ -158,38 +158,64 @@ export async function confirmDialog({ title, message, confirmLabel, danger = fal
 }
 
 /**
+ * A Copy button for `value`; where the clipboard is refused, `select()` selects the
+ * text on screen so the user can copy it by hand.
+ */
+function copyButton(text, ariaLabel, value, select) {
+  const copy = h('button', { type: 'button', class: 'btn secondary small', 'aria-label': ariaLabel }, text);
+  copy.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(value);
+      copy.textContent = 'Copied';
+    } catch {
+      select();
+      copy.textContent = 'Press Ctrl+C to copy';
+    }
+  });
+  return copy;
+}
+
+/** A dialog showing secrets once: only Done closes it, so they are not lost to a stray Escape. */
+async function showOnce(title, notice, ...content) {
+  const titleId = uid('dlg');
+  const done = h('button', { type: 'button', class: 'btn primary' }, 'Done');
+  const dialog = h('dialog', { class: 'dialog wide', 'aria-labelledby': titleId },
+    h('h2', { id: titleId }, title),
+    h('p', { class: 'notice' }, notice),
+    content,
+    h('div', { class: 'actions' }, done));
+  dialog.addEventListener('cancel', (ev) => ev.preventDefault());
+  done.addEventListener('click', () => dialog.close('done'));
+  await openDialog(dialog);
+}
+
+/**
  * Shows freshly generated secrets once: `items` are {label, value}. Resolves when
  * the user clicks Done.
  */
 export async function secretsDialog({ title, intro, items }) {
-  const titleId = uid('dlg');
-  const done = h('button', { type: 'button', class: 'btn primary' }, 'Done');
   const rows = items.map(({ label, value }) => {
     const id = uid('secret');
     const input = h('input', { id, type: 'text', value, readOnly: true, class: 'secret', spellcheck: 'false', autocomplete: 'off' });
     input.addEventListener('focus', () => input.select());
-    const copy = h('button', { type: 'button', class: 'btn secondary small', 'aria-label': `Copy ${label}` }, 'Copy');
-    copy.addEventListener('click', async () => {
-      try {
-        await navigator.clipboard.writeText(value);
-        copy.textContent = 'Copied';
-      } catch {
-        input.focus();
-        input.select();
-        copy.textContent = 'Press Ctrl+C to copy';
-      }
+    const copy = copyButton('Copy', `Copy ${label}`, value, () => {
+      input.focus();
+      input.select();
     });
     return h('div', { class: 'secret-row' }, h('label', { for: id }, label), h('div', { class: 'secret-value' }, input, copy));
   });
-  const dialog = h('dialog', { class: 'dialog wide', 'aria-labelledby': titleId },
-    h('h2', { id: titleId }, title),
-    h('p', { class: 'notice' }, intro || 'Copy these now: they are shown only this once and cannot be displayed again.'),
-    rows,
-    h('div', { class: 'actions' }, done));
-  // Only Done closes it, so the secrets are not lost to a stray Escape.
-  dialog.addEventListener('cancel', (ev) => ev.preventDefault());
-  done.addEventListener('click', () => dialog.close('done'));
-  await openDialog(dialog);
+  await showOnce(title, intro || 'Copy these now: they are shown only this once and cannot be displayed again.', rows);
+}
+
+/** Shows new MFA backup codes once, as a list to copy or print. Resolves when the user clicks Done. */
+export async function backupCodesDialog({ title, codes }) {
+  const list = h('ol', { class: 'codes', 'aria-label': 'Backup codes' }, codes.map((c) => h('li', {}, c)));
+  const selectList = () => window.getSelection().selectAllChildren(list);
+  await showOnce(title,
+    'Store these codes somewhere safe, such as a password manager or on paper: each one logs you in '
+      + 'once if you lose your authenticator or security key. They are shown only this once.',
+    list,
+    h('div', { class: 'actions' }, copyButton('Copy all', 'Copy all backup codes', codes.join('\n'), selectList)));
 }
 
 export function formatDuration(seconds) {

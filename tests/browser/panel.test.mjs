@@ -1,6 +1,7 @@
 // The admin panel in headless Chromium against a freshly started Switchboard:
 // first login, forced password change, dashboard, creating / editing / deleting an
-// extension, the server's error messages, the hot-desking and webhooks pages. See README.md.
+// extension, the server's error messages, the hot-desking, webhooks and security pages;
+// then two-factor authentication on the My account page and at login. See README.md.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,10 +19,13 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const NEW_PASSWORD = 'Str0ng-Passw0rd-Test';
 const RESULTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'test-results');
 
-test('admin panel: login, password change, extensions', { timeout: 90_000 }, async (t) => {
-  assert.ok(BASE, 'SWITCHBOARD_URL is not set: start a fresh server and set it to http://127.0.0.1:PORT');
-  assert.ok(BANNER_PASSWORD, 'SWITCHBOARD_PASSWORD is not set: set it to the first-start banner password of extension 1001');
-
+/**
+ * A headless Chromium on one page, with the test's helpers: `step(name, fn)` times a
+ * step and saves a screenshot when it fails (named `<label>-step-NN-…`), and `problems`
+ * collects script errors and CSP violations (inline styles or scripts), which fail the
+ * test; failed requests the test provokes on purpose (401, 409) are expected.
+ */
+async function openPanel(t, label) {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -34,8 +38,6 @@ test('admin panel: login, password change, extensions', { timeout: 90_000 }, asy
   page.setDefaultTimeout(10_000);
   page.setDefaultNavigationTimeout(15_000);
 
-  // Script errors and CSP violations (inline styles or scripts) fail the test; failed
-  // requests the test provokes on purpose (401, 409) are expected.
   const problems = [];
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   page.on('console', (msg) => {
@@ -52,22 +54,38 @@ test('admin panel: login, password change, extensions', { timeout: 90_000 }, asy
       await fn();
     } catch (err) {
       await mkdir(RESULTS, { recursive: true });
-      const file = path.join(RESULTS, `step-${String(stepNo).padStart(2, '0')}-${name.replace(/\W+/g, '-')}.png`);
+      const file = path.join(RESULTS, `${label}-step-${String(stepNo).padStart(2, '0')}-${name.replace(/\W+/g, '-')}.png`);
       await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-      err.message = `step "${name}" failed (screenshot: ${file}, page: ${page.url()}): ${err.message}`;
+      // What the page told the user is often the reason.
+      const shown = (await page.locator('[role="alert"]:visible').allTextContents().catch(() => [])).filter(Boolean);
+      const alerts = shown.length ? ` (alerts on the page: ${shown.join(' | ')})` : '';
+      err.message = `step "${name}" failed (screenshot: ${file}, page: ${page.url()}${alerts}): ${err.message}`;
       throw err;
     }
     t.diagnostic(`${name}: ${Date.now() - started} ms`);
   }
 
   const main = page.locator('#page');
-  const alert = main.getByRole('alert');
-  const flash = page.locator('#flash');
-  const heading = (name) => page.getByRole('heading', { level: 1, name, exact: true });
-  const atRoute = (route) => page.waitForURL((url) => url.hash === `#${route}` || url.hash.startsWith(`#${route}?`));
-  const expectText = async (locator, pattern) => {
-    await locator.filter({ hasText: pattern }).first().waitFor();
+  return {
+    context,
+    page,
+    problems,
+    step,
+    main,
+    alert: main.getByRole('alert'),
+    flash: page.locator('#flash'),
+    heading: (name) => page.getByRole('heading', { level: 1, name, exact: true }),
+    atRoute: (route) => page.waitForURL((url) => url.hash === `#${route}` || url.hash.startsWith(`#${route}?`)),
+    expectText: async (locator, pattern) => {
+      await locator.filter({ hasText: pattern }).first().waitFor();
+    },
   };
+}
+
+test('admin panel: login, password change, extensions', { timeout: 90_000 }, async (t) => {
+  assert.ok(BASE, 'SWITCHBOARD_URL is not set: start a fresh server and set it to http://127.0.0.1:PORT');
+  assert.ok(BANNER_PASSWORD, 'SWITCHBOARD_PASSWORD is not set: set it to the first-start banner password of extension 1001');
+  const { page, problems, step, main, alert, flash, heading, atRoute, expectText } = await openPanel(t, 'panel');
 
   await step('open the panel: redirected to login', async () => {
     const res = await page.goto(`${BASE}/admin/`);
@@ -331,6 +349,247 @@ test('admin panel: login, password change, extensions', { timeout: 90_000 }, asy
     await page.getByRole('button', { name: 'Log in' }).click();
     await atRoute('/dashboard');
     await heading('Dashboard').waitFor();
+  });
+
+  assert.deepEqual(problems, [], 'the page logged errors');
+});
+
+// Two-factor authentication (spec 07) for a user the test creates: the server runs with
+// `security.mfa.required_for: [user]`, so the user is made to enrol at the first login.
+
+const MFA_USER = '3001';
+const MFA_PASSWORD = 'Mfa-User-Passw0rd-7';
+
+/** RFC 4648 base32 (the key authenticator apps are given), spaces ignored. */
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  const out = [];
+  let bits = 0;
+  let value = 0;
+  for (const c of text.replace(/\s+/g, '')) {
+    const v = alphabet.indexOf(c);
+    assert.ok(v >= 0, `${c} is not a base32 digit`);
+    value = (value << 5) | v;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((value >> bits) & 0xff);
+      value &= (1 << bits) - 1;
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** The RFC 6238 code (SHA-1, 6 digits) of 30 s time step `step`. */
+function totpCode(key, step) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+const totpStepNow = () => Math.floor(Date.now() / 30_000);
+
+/**
+ * An API client logged in as the admin 1001 (dispose of it when done). The panel test
+ * above changes 1001's password; run alone, this test makes that change itself.
+ */
+async function adminApi() {
+  const anon = await request.newContext({ baseURL: BASE });
+  try {
+    let res = await anon.post('/api/auth/login', { data: { extension: '1001', password: NEW_PASSWORD } });
+    if (res.status() === 401) {
+      res = await anon.post('/api/auth/login', { data: { extension: '1001', password: BANNER_PASSWORD } });
+      assert.equal(res.status(), 200, await res.text());
+      res = await anon.post('/api/auth/password', {
+        headers: { Authorization: `Bearer ${(await res.json()).token}` },
+        data: { current_password: BANNER_PASSWORD, new_password: NEW_PASSWORD },
+      });
+    }
+    assert.equal(res.status(), 200, await res.text());
+    const { token } = await res.json();
+    return await request.newContext({ baseURL: BASE, extraHTTPHeaders: { Authorization: `Bearer ${token}` } });
+  } finally {
+    await anon.dispose();
+  }
+}
+
+test('my account: two-factor authentication with an authenticator app, a security key and backup codes', { timeout: 120_000 }, async (t) => {
+  assert.ok(BASE, 'SWITCHBOARD_URL is not set: start a fresh server and set it to http://127.0.0.1:PORT');
+  assert.ok(BANNER_PASSWORD, 'SWITCHBOARD_PASSWORD is not set: set it to the first-start banner password of extension 1001');
+  assert.equal(totpCode(Buffer.from('12345678901234567890'), 1), '287082', 'RFC 6238 test vector');
+
+  const admin = await adminApi();
+  t.after(async () => {
+    await admin.delete(`/api/extensions/${MFA_USER}`);
+    await admin.dispose();
+  });
+  const created = await admin.post('/api/extensions', {
+    data: { number: MFA_USER, name: 'Mia Factor', password: MFA_PASSWORD, must_change_password: false },
+  });
+  assert.equal(created.status(), 201, await created.text());
+
+  const { context, page, problems, step, main, alert, flash, heading, atRoute, expectText } = await openPanel(t, 'mfa');
+  // Security keys need a secure context and a domain as relying party id: localhost is
+  // both (the server's default relying party), 127.0.0.1 is neither.
+  const origin = new URL(BASE);
+  origin.hostname = 'localhost';
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  const status = main.getByRole('region', { name: 'Two-factor authentication' });
+
+  async function logIn() {
+    await page.getByLabel('Extension', { exact: true }).fill(MFA_USER);
+    await page.getByLabel('Password', { exact: true }).fill(MFA_PASSWORD);
+    await page.getByRole('button', { name: 'Log in' }).click();
+  }
+  async function logOutAndIn() {
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await atRoute('/login');
+    await logIn();
+  }
+  const secondStep = async () => {
+    await heading('Two-factor authentication').waitFor();
+    return page.getByLabel('Authenticator code, backup code or YubiKey');
+  };
+  const openAccount = async () => {
+    await nav.getByRole('link', { name: 'My account' }).click();
+    await atRoute('/account');
+    await heading('My account').waitFor();
+  };
+
+  await step('a user who must enrol is kept on My account', async () => {
+    await page.goto(`${origin.origin}/admin/`);
+    await atRoute('/login');
+    await logIn();
+    await atRoute('/account');
+    await heading('My account').waitFor();
+    await expectText(main, /administrator requires two-factor authentication/);
+    await expectText(status, /StatusOff/);
+    assert.equal(await nav.isVisible(), false);
+    await page.goto(`${origin.origin}/admin/#/dashboard`);
+    await atRoute('/account');
+    await heading('My account').waitFor();
+  });
+
+  let key;
+  let backupCodes;
+  let enrolStep;
+  await step('set up an authenticator app: QR code, key, code, backup codes', async () => {
+    await page.getByRole('button', { name: 'Set up an authenticator app' }).click();
+    const qr = main.getByRole('img', { name: 'QR code to scan with your authenticator app' });
+    // The SVG decodes as an image under the panel's CSP.
+    assert.ok(await qr.evaluate(async (img) => { await img.decode(); return img.naturalWidth; }) > 0);
+    const shown = await page.getByLabel('Key to type in instead').inputValue();
+    assert.match(shown, /^[A-Z2-7]{4}( [A-Z2-7]{4})*$/);
+    key = base32Decode(shown);
+    assert.equal(key.length, 20, '160-bit secret');
+    enrolStep = totpStepNow();
+    await page.getByLabel('Code from the app').fill(totpCode(key, enrolStep));
+    await page.getByRole('button', { name: 'Verify and turn on' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Your backup codes' });
+    await dialog.waitFor();
+    backupCodes = await dialog.getByRole('list', { name: 'Backup codes' }).getByRole('listitem').allTextContents();
+    assert.equal(backupCodes.length, 10);
+    for (const c of backupCodes) assert.match(c, /^[A-Z0-9]{4}-[A-Z0-9]{4}$/);
+    await dialog.getByRole('button', { name: 'Done' }).click();
+    await expectText(flash, /authenticator app is set up/);
+    await expectText(status, /StatusOn/);
+    await expectText(status, /Backup codes left10/);
+    await nav.waitFor();
+  });
+
+  await step('log in: a wrong code is refused; after five the login is over', async () => {
+    await logOutAndIn();
+    const code = await secondStep();
+    // Codes that are right for no step the server accepts now.
+    const valid = new Set([-1, 0, 1, 2].map((d) => totpCode(key, enrolStep + d)));
+    const wrong = [];
+    for (let c = 100000; wrong.length < 6; c += 1) if (!valid.has(String(c))) wrong.push(String(c));
+    const answered = () => page.waitForResponse((res) => res.url().endsWith('/api/auth/mfa'));
+    for (const [i, c] of wrong.entries()) {
+      await code.fill(c);
+      await Promise.all([answered(), page.getByRole('button', { name: 'Verify', exact: true }).click()]);
+      if (i === 0) {
+        await expectText(alert, /second factor is wrong/);
+        assert.equal(await code.getAttribute('aria-invalid'), 'true');
+        await heading('Two-factor authentication').waitFor();
+      }
+    }
+    // Five wrong answers kill the mfa_token: the sixth is sent back to the password.
+    await heading('Log in').waitFor();
+    await expectText(alert, /log in again/);
+  });
+
+  await step('log in: password, then the authenticator code', async () => {
+    await logIn();
+    // The step used at enrolment is spent: the next one is within the server's window.
+    await (await secondStep()).fill(totpCode(key, enrolStep + 1));
+    await page.getByRole('button', { name: 'Verify', exact: true }).click();
+    await atRoute('/dashboard');
+    await heading('Dashboard').waitFor();
+  });
+
+  await step('add a security key (a virtual authenticator)', async () => {
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: { protocol: 'ctap2', transport: 'usb', hasResidentKey: false, hasUserVerification: true, isUserVerified: true },
+    });
+    await openAccount();
+    await page.getByLabel('Security key name').fill('Blue key');
+    await page.getByRole('button', { name: 'Add security key' }).click();
+    await expectText(flash, /The security key Blue key was added/);
+    const keys = main.getByRole('table', { name: 'Security keys' });
+    await keys.getByRole('row').filter({ hasText: 'Blue key' }).waitFor();
+    await expectText(status, /Security keys1/);
+  });
+
+  await step('log in with the security key', async () => {
+    await logOutAndIn();
+    await secondStep();
+    await page.getByRole('button', { name: 'Use security key' }).click();
+    await atRoute('/dashboard');
+    await heading('Dashboard').waitFor();
+  });
+
+  await step('a backup code logs in once', async () => {
+    await logOutAndIn();
+    await (await secondStep()).fill(backupCodes[0]);
+    await page.getByRole('button', { name: 'Verify', exact: true }).click();
+    await atRoute('/dashboard');
+    await logOutAndIn();
+    const code = await secondStep();
+    await code.fill(backupCodes[0]);
+    await page.getByRole('button', { name: 'Verify', exact: true }).click();
+    await expectText(alert, /second factor is wrong, expired or already used/);
+    await code.fill(backupCodes[1]);
+    await page.getByRole('button', { name: 'Verify', exact: true }).click();
+    await atRoute('/dashboard');
+    await openAccount();
+    await expectText(status, /Backup codes left8/);
+  });
+
+  await step('remove the security key', async () => {
+    const keys = main.getByRole('table', { name: 'Security keys' });
+    await keys.getByRole('button', { name: 'Remove security key Blue key' }).click();
+    await page.getByRole('dialog', { name: 'Remove the security key Blue key?' }).getByRole('button', { name: 'Remove', exact: true }).click();
+    await expectText(flash, /The security key Blue key was removed/);
+    await expectText(keys, /No security keys\./);
+    await expectText(status, /StatusOn/);
+  });
+
+  await step('turn two-factor authentication off with a backup code: enrolment is due again', async () => {
+    await page.getByLabel('Current code').fill(backupCodes[2]);
+    await page.getByRole('button', { name: 'Turn off', exact: true }).click();
+    await page.getByRole('dialog', { name: 'Turn off two-factor authentication?' }).getByRole('button', { name: 'Turn off', exact: true }).click();
+    await expectText(flash, /Two-factor authentication is off/);
+    await expectText(status, /StatusOff/);
+    await expectText(main, /administrator requires two-factor authentication/);
+    // The password alone logs in again, straight to the enrolment.
+    await logOutAndIn();
+    await atRoute('/account');
+    await heading('My account').waitFor();
   });
 
   assert.deepEqual(problems, [], 'the page logged errors');

@@ -1,5 +1,7 @@
 //! The admin panel in headless Chromium (Playwright, `tests/browser/`): log in with the
-//! banner password, change it, create an extension and see it listed.
+//! banner password, change it, create an extension and see it listed; then a user made
+//! to enrol a second factor (`security.mfa.required_for: [user]`) sets up an
+//! authenticator app and a security key and logs in with each and with a backup code.
 
 use crate::harness::{Process, repo_root, skip_or_fail};
 
@@ -16,7 +18,7 @@ fn panel_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.yml"),
-        "http:\n  listen: 127.0.0.1:0\nsip:\n  listen: [\"udp:127.0.0.1:0\"]\nfeatures:\n  hot_desking:\n    enabled: true\n  webhooks:\n    allow_private_targets: true\n    retry_delays: [1]\n",
+        "http:\n  listen: 127.0.0.1:0\nsip:\n  listen: [\"udp:127.0.0.1:0\"]\nfeatures:\n  hot_desking:\n    enabled: true\n  webhooks:\n    allow_private_targets: true\n    retry_delays: [1]\nsecurity:\n  mfa:\n    required_for: [user]\n",
     )
     .unwrap();
     let mut pbx = Process::spawn(dir.path(), &["--config", "config.yml"]);

@@ -714,6 +714,7 @@ async fn sipp_blind_transfer_connects_the_caller_to_the_target() {
     Sipp::new("register_digest.xml", sip, "2002")
         .auth("2002", SECRET_2002)
         .port(port)
+        .no_retransmissions()
         .passes()
         .await;
     let transferor = Sipp::new("call_callee_transfers.xml", sip, "2002")

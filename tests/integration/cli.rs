@@ -20,6 +20,29 @@ fn config_check_reports_bad_values_and_unknown_keys() {
         "{err}"
     );
 
+    // MFA settings that would only fail at a login are refused at the start.
+    write_config(
+        dir.path(),
+        "security:
+  mfa:
+    issuer: \"Acme: PBX\"
+    yubikey:
+      api_key: not/base64!
+    fido2:
+      rp_id: other.example
+      rp_origin: https://pbx.example
+",
+    );
+    let (ok, _, err) = run_cli(dir.path(), &["config", "check"], None);
+    assert!(!ok);
+    assert!(
+        err.contains("security.mfa.issuer")
+            && err.contains("security.mfa.yubikey.api_key")
+            && err.contains("security.mfa.fido2"),
+        "{err}"
+    );
+    assert!(!err.contains("not/base64"), "the key is not echoed: {err}");
+
     write_config(
         dir.path(),
         "database:\n  url: postgres://pbx:hunter2@db.example/pbx\nfeatures:\n  hot_desking:\n    enabeld: true\nsip:\n  realm: ${SB_TEST_REALM:-pbx.example}\n",

@@ -45,6 +45,7 @@ async fn office() -> (TestServer, Client, u16) {
     .auth("2005", SECRET_2005)
     .key("mac", DESK_MAC)
     .port(desk)
+    .no_retransmissions()
     .passes()
     .await;
     (server, admin, desk)
@@ -297,6 +298,7 @@ async fn in_concurrent_mode_the_desk_and_the_users_own_phone_both_ring() {
         .auth("2005", SECRET_2005)
         .key("mac", DESK_MAC)
         .port(desk)
+        .no_retransmissions()
         .passes()
         .await;
     // 2345's own phone rings and is cancelled when the desk answers.

@@ -154,6 +154,7 @@ async fn totp_enrolment_and_login_with_replay_protection() {
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         assert_eq!(code(&body), "invalid_second_factor");
+        assert_eq!(body["error"]["field"], "code");
         let (status, body) = user
             .post(
                 "/api/mfa/verify-enrollment",
@@ -302,6 +303,8 @@ async fn totp_enrolment_and_login_with_replay_protection() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["totp"]["status"], "active");
         assert!(body["totp"]["last_used_at"].is_string(), "{body}");
+        // YubiKey OTP is off by default; security keys work on localhost.
+        assert_eq!(body["available"], json!(["totp", "backup_code", "fido2"]));
         assert_eq!(body["backup_codes"]["remaining"], 8);
         let added = events_of(&server, "mfa.method_added").await;
         assert_eq!(
@@ -770,6 +773,13 @@ async fn security_key_ceremonies_with_a_software_authenticator() {
         assert_eq!(status, StatusCode::OK, "{body}");
         let options = body["options"].clone();
         assert_eq!(options["publicKey"]["rp"]["id"], "localhost");
+        // Chromium refuses credProtect "required" beside user verification "preferred".
+        assert!(
+            options["publicKey"]["extensions"]
+                .get("credentialProtectionPolicy")
+                .is_none(),
+            "{options}"
+        );
         // An attestation for another origin is refused, and the registration waits on.
         let mut phishing = SoftKey::new(7, "https://pbx.example.evil");
         let (status, body) = user

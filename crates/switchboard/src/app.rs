@@ -66,7 +66,7 @@ impl App {
         let auto_attendant = AutoAttendantService::new(db.clone(), &config);
         let webhooks = WebhookService::new(db.clone(), master_key.clone(), &config);
         let threats = Arc::new(ThreatService::load(db.clone(), &config).await?);
-        let mfa = MfaService::new(db.clone(), master_key.clone(), &config, threats.clone())?;
+        let mfa = MfaService::new(db.clone(), master_key.clone(), &config, threats.clone());
         let auth = AuthService::new(db.clone(), extensions.clone(), mfa.clone(), &config);
         let hot_desk =
             HotDeskService::new(db.clone(), extensions.clone(), changes.clone(), &config);

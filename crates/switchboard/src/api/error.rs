@@ -107,9 +107,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden { code, message } => {
                 ApiError::new(StatusCode::FORBIDDEN, code, message)
             }
-            ServiceError::Unauthorized { code, message } => {
-                ApiError::new(StatusCode::UNAUTHORIZED, code, message)
-            }
+            ServiceError::Unauthorized {
+                code,
+                message,
+                field,
+            } => ApiError {
+                field: field.map(str::to_owned),
+                ..ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+            },
             ServiceError::Files(message) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }

@@ -308,7 +308,7 @@ security:
     yubikey:
       enabled: true
       client_id: "YOUR_CLIENT_ID"
-      api_key: "YOUR_API_KEY"
+      api_key: "WU9VUl9BUElfS0VZ"
     fido2:
       enabled: true
   threat_detection:

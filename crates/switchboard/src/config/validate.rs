@@ -1,6 +1,8 @@
 //! Range and consistency checks that types alone cannot express. Every problem is
 //! collected so the operator fixes them in one go.
 
+use base64::Engine;
+
 use super::load::Invalid;
 use super::schema::Config;
 use super::types::SipTransport;
@@ -244,6 +246,32 @@ pub(super) fn validate(c: &Config) -> Result<(), Vec<Invalid>> {
     if issuer.trim().is_empty() || issuer.contains(':') {
         // The otpauth:// label is issuer:account; a colon would split it wrongly.
         bad("security.mfa.issuer", issuer, "a name without ':'");
+    }
+    if let Some(key) = &c.security.mfa.yubikey.api_key
+        && !key.expose().is_empty()
+        && base64::engine::general_purpose::STANDARD
+            .decode(key.expose())
+            .is_err()
+    {
+        // Found now rather than as every YubiKey login failing.
+        bad(
+            "security.mfa.yubikey.api_key",
+            &"********",
+            "the base64 API key Yubico issued",
+        );
+    }
+    let fido2 = &c.security.mfa.fido2;
+    if fido2.enabled
+        && (fido2.rp_id.is_some() || fido2.rp_origin.is_some())
+        && let Err(why) = crate::features::mfa::webauthn::relying_party(c)
+    {
+        // Set on purpose and wrong: stop now. (A default that cannot work, a panel
+        // reached by IP address, only leaves security keys off, with a warning.)
+        bad(
+            "security.mfa.fido2",
+            &why,
+            "rp_id the host of rp_origin or a parent domain of it",
+        );
     }
     let td = &c.security.threat_detection;
     if td.failed_login_threshold == 0 {

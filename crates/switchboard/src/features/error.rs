@@ -19,7 +19,12 @@ pub enum ServiceError {
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
     #[error("{message}")]
-    Unauthorized { code: &'static str, message: String },
+    Unauthorized {
+        code: &'static str,
+        message: String,
+        /// The request field that was wrong (`code` for a second factor), when one was.
+        field: Option<&'static str>,
+    },
     #[error("database error: {0}")]
     Store(#[from] sqlx::Error),
     /// Reading or writing a file under `data_dir` failed (logged where it happened).

@@ -150,6 +150,7 @@ fn invalid_credentials() -> ServiceError {
     ServiceError::Unauthorized {
         code: "invalid_credentials",
         message: "wrong extension or password".into(),
+        field: None,
     }
 }
 
@@ -157,6 +158,7 @@ fn unauthenticated() -> ServiceError {
     ServiceError::Unauthorized {
         code: "unauthenticated",
         message: "the session or API key is missing, expired or revoked; log in again".into(),
+        field: None,
     }
 }
 

@@ -134,7 +134,11 @@ pub struct Fido2Info {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MfaMethods {
     pub extension: String,
+    /// What the extension can log in with.
     pub methods: Vec<Method>,
+    /// What this server lets one enrol (YubiKey OTP and security keys depend on the
+    /// configuration).
+    pub available: Vec<Method>,
     pub totp: TotpInfo,
     pub backup_codes: BackupCodesInfo,
     pub yubikeys: Vec<YubikeyInfo>,
@@ -177,10 +181,11 @@ pub struct MfaService {
     threats: Arc<ThreatService>,
 }
 
-fn wrong_code(field: &str) -> ServiceError {
+fn wrong_code(field: &'static str) -> ServiceError {
     ServiceError::Unauthorized {
         code: "invalid_second_factor",
         message: format!("{field}: the second factor is wrong, expired or already used"),
+        field: Some(field),
     }
 }
 
@@ -188,6 +193,7 @@ fn token_invalid() -> ServiceError {
     ServiceError::Unauthorized {
         code: "mfa_token_invalid",
         message: "the login expired, was used or had too many wrong codes; log in again".into(),
+        field: None,
     }
 }
 
@@ -196,14 +202,10 @@ fn bad_state(e: impl std::fmt::Display) -> ServiceError {
 }
 
 impl MfaService {
-    /// Fails when the FIDO2 relying party is configured explicitly and wrong; an
-    /// unusable default (a panel reached by IP address) only leaves FIDO2 off.
-    pub fn new(
-        db: Db,
-        key: Arc<MasterKey>,
-        config: &Config,
-        threats: Arc<ThreatService>,
-    ) -> anyhow::Result<Self> {
+    /// A FIDO2 relying party the configuration cannot give (the default with a panel
+    /// reached by IP address; explicit settings are checked with the configuration)
+    /// leaves security keys off, with a warning.
+    pub fn new(db: Db, key: Arc<MasterKey>, config: &Config, threats: Arc<ThreatService>) -> Self {
         let mfa = &config.security.mfa;
         let (webauthn, fido2_unavailable) = if !mfa.fido2.enabled {
             (
@@ -213,16 +215,13 @@ impl MfaService {
         } else {
             match webauthn::relying_party(config) {
                 Ok(rp) => (Some(Arc::new(rp)), String::new()),
-                Err(e) if mfa.fido2.rp_id.is_some() || mfa.fido2.rp_origin.is_some() => {
-                    anyhow::bail!(e)
-                }
                 Err(e) => {
                     tracing::warn!("security keys are unavailable: {e}");
                     (None, e)
                 }
             }
         };
-        Ok(Self {
+        Self {
             db,
             key,
             config: mfa.clone(),
@@ -230,7 +229,7 @@ impl MfaService {
             webauthn,
             fido2_unavailable,
             threats,
-        })
+        }
     }
 
     fn check_enabled(&self) -> Result<(), ServiceError> {
@@ -294,6 +293,21 @@ impl MfaService {
             .collect()
     }
 
+    /// The methods this server enrols.
+    fn available(&self) -> Vec<Method> {
+        let mut methods = Vec::new();
+        if self.config.enabled {
+            methods.extend([Method::Totp, Method::BackupCode]);
+            if self.config.yubikey.enabled {
+                methods.push(Method::Yubikey);
+            }
+            if self.webauthn.is_some() {
+                methods.push(Method::Fido2);
+            }
+        }
+        methods
+    }
+
     /// The methods a login of this extension can answer with.
     async fn usable_methods(&self, extension: &str) -> Result<Vec<Method>, ServiceError> {
         let totp = store::totp(self.db.pool(), extension).await?;
@@ -339,6 +353,7 @@ impl MfaService {
         Ok(MfaMethods {
             extension: extension.to_owned(),
             methods: self.usable_methods(extension).await?,
+            available: self.available(),
             totp: TotpInfo {
                 status: totp_state(totp.as_ref()),
                 created_at: totp.as_ref().map(|t| t.created_at),
@@ -550,7 +565,7 @@ impl MfaService {
     }
 
     /// A wrong second factor: reported, and the error naming `field`.
-    fn failed(&self, ip: Option<IpAddr>, field: &str) -> ServiceError {
+    fn failed(&self, ip: Option<IpAddr>, field: &'static str) -> ServiceError {
         self.signal(ip);
         wrong_code(field)
     }

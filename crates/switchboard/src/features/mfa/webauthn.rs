@@ -78,7 +78,15 @@ pub fn start_registration(
     let (options, state) = rp
         .start_securitykey_registration(user_id, user_name, display_name, Some(exclude), None, None)
         .map_err(|e| e.to_string())?;
-    ceremony(options, state)
+    let mut ceremony = ceremony(options, state)?;
+    // webauthn-rs asks for credProtect "userVerificationRequired" (not enforced) with
+    // user verification only preferred; Chromium refuses that pair outright
+    // (NotSupportedError) before a key is even asked. Without it keys work everywhere.
+    if let Some(extensions) = ceremony.options["publicKey"]["extensions"].as_object_mut() {
+        extensions.remove("credentialProtectionPolicy");
+        extensions.remove("enforceCredentialProtectionPolicy");
+    }
+    Ok(ceremony)
 }
 
 pub fn finish_registration(
