@@ -463,6 +463,25 @@ impl MfaService {
         Ok(codes)
     }
 
+    /// After a YubiKey or security key is stored in `conn`: backup codes when it is
+    /// the extension's `first` primary method (shown once), and the event.
+    async fn primary_added(
+        &self,
+        conn: &mut Conn,
+        by: &Actor,
+        extension: &str,
+        method: Method,
+        name: &str,
+        first: bool,
+    ) -> Result<Option<Vec<String>>, ServiceError> {
+        let codes = match first {
+            true => Some(self.issue_backup_codes(conn, extension).await?),
+            false => None,
+        };
+        added(conn, by, extension, method, name).await?;
+        Ok(codes)
+    }
+
     fn backup_hash(&self, extension: &str, code: &str) -> String {
         self.key
             .keyed_hash(BACKUP_LABEL, format!("{extension}:{code}").as_bytes())
@@ -653,22 +672,12 @@ impl MfaService {
         };
         let mut tx = self.db.begin().await?;
         let first = !store::has_primary(&mut *tx, extension).await?;
-        store::insert_yubikey(&mut tx, &row).await.map_err(|e| {
-            if crate::store::is_unique_violation(&e) {
-                ServiceError::conflict_on(
-                    "already_enrolled",
-                    "otp",
-                    "this YubiKey is enrolled already",
-                )
-            } else {
-                e.into()
-            }
-        })?;
-        let codes = match first {
-            true => Some(self.issue_backup_codes(&mut tx, extension).await?),
-            false => None,
-        };
-        added(&mut tx, by, extension, Method::Yubikey, &row.name).await?;
+        store::insert_yubikey(&mut tx, &row)
+            .await
+            .map_err(enrolled_already("otp", "this YubiKey is enrolled already"))?;
+        let codes = self
+            .primary_added(&mut tx, by, extension, Method::Yubikey, &row.name, first)
+            .await?;
         tx.commit().await?;
         tracing::info!(
             extension,
@@ -789,22 +798,15 @@ impl MfaService {
             ));
         }
         let first = !store::has_primary(&mut *tx, extension).await?;
-        store::insert_fido2(&mut tx, &row).await.map_err(|e| {
-            if crate::store::is_unique_violation(&e) {
-                ServiceError::conflict_on(
-                    "already_enrolled",
-                    "credential",
-                    "this security key is registered already",
-                )
-            } else {
-                e.into()
-            }
-        })?;
-        let codes = match first {
-            true => Some(self.issue_backup_codes(&mut tx, extension).await?),
-            false => None,
-        };
-        added(&mut tx, by, extension, Method::Fido2, &row.name).await?;
+        store::insert_fido2(&mut tx, &row)
+            .await
+            .map_err(enrolled_already(
+                "credential",
+                "this security key is registered already",
+            ))?;
+        let codes = self
+            .primary_added(&mut tx, by, extension, Method::Fido2, &row.name, first)
+            .await?;
         tx.commit().await?;
         tracing::info!(extension, key = row.id, "MFA: security key registered");
         Ok((
@@ -962,6 +964,20 @@ fn totp_state(row: Option<&store::TotpRow>) -> TotpState {
         None => TotpState::None,
         Some(t) if t.active => TotpState::Active,
         Some(_) => TotpState::Pending,
+    }
+}
+
+/// A key stored twice (its unique id) as the API's conflict on `field`.
+fn enrolled_already(
+    field: &'static str,
+    message: &'static str,
+) -> impl FnOnce(sqlx::Error) -> ServiceError {
+    move |e| {
+        if crate::store::is_unique_violation(&e) {
+            ServiceError::conflict_on("already_enrolled", field, message)
+        } else {
+            e.into()
+        }
     }
 }
 
