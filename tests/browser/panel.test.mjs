@@ -594,3 +594,55 @@ test('my account: two-factor authentication with an authenticator app, a securit
 
   assert.deepEqual(problems, [], 'the page logged errors');
 });
+
+test('an admin turns off the two-factor authentication of a user who lost their phone', { timeout: 60_000 }, async (t) => {
+  assert.ok(BASE, 'SWITCHBOARD_URL is not set');
+  const admin = await adminApi();
+  const user = '3002';
+  t.after(async () => {
+    await admin.delete(`/api/extensions/${user}`);
+    await admin.dispose();
+  });
+  const created = await admin.post('/api/extensions', {
+    data: { number: user, name: 'Lou Stphone', password: MFA_PASSWORD, must_change_password: false },
+  });
+  assert.equal(created.status(), 201, await created.text());
+  // The user sets up an authenticator app through the API (the page for that is tested above).
+  const api = await request.newContext({ baseURL: BASE });
+  t.after(() => api.dispose());
+  const login = await (await api.post('/api/auth/login', { data: { extension: user, password: MFA_PASSWORD } })).json();
+  const headers = { Authorization: `Bearer ${login.token}` };
+  const enrol = await (await api.post('/api/mfa/enroll', { headers, data: { extension: user } })).json();
+  const verified = await api.post('/api/mfa/verify-enrollment', {
+    headers, data: { extension: user, code: totpCode(base32Decode(enrol.secret), totpStepNow()) },
+  });
+  assert.equal(verified.status(), 200, await verified.text());
+
+  const { page, problems, step, main, heading, atRoute, expectText } = await openPanel(t, 'mfa-admin');
+  const section = main.getByRole('region', { name: 'Two-factor authentication' });
+
+  await step('the admin sees the user has two-factor authentication', async () => {
+    await page.goto(`${BASE}/admin/#/extensions/${user}`);
+    await atRoute('/login');
+    await page.getByLabel('Extension', { exact: true }).fill('1001');
+    await page.getByLabel('Password', { exact: true }).fill(NEW_PASSWORD);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await atRoute(`/extensions/${user}`);
+    await heading(`Extension ${user}`).waitFor();
+    await expectText(section, /On: totp, backup code/);
+  });
+
+  await step('and turns it off: the user must set it up again', async () => {
+    await section.getByRole('button', { name: 'Turn off two-factor authentication' }).click();
+    await page.getByRole('dialog', { name: `Turn off two-factor authentication for ${user}?` })
+      .getByRole('button', { name: 'Turn off', exact: true }).click();
+    await expectText(section, /Off: this extension must set it up at its next login/);
+    const st = await (await admin.get(`/api/mfa/status/${user}`)).json();
+    assert.equal(st.enabled, false);
+    // The password alone logs in again (to the enrolment).
+    const again = await (await api.post('/api/auth/login', { data: { extension: user, password: MFA_PASSWORD } })).json();
+    assert.ok(again.token && again.mfa_enrollment_required, JSON.stringify(again));
+  });
+
+  assert.deepEqual(problems, [], 'the page logged errors');
+});

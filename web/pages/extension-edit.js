@@ -1,4 +1,5 @@
-// One extension: profile, call forwarding, credentials, deletion. Users see their own.
+// One extension: profile, call forwarding, credentials, two-factor (admins, for others),
+// deletion. Users see their own.
 
 import { get, patch, post, put, del } from '../api.js';
 import { setFlash } from '../state.js';
@@ -155,6 +156,46 @@ function credentialsSection(x, admin, self) {
     pinForm, box, done);
 }
 
+/** For an admin on someone else's extension: whether a second factor is set, and
+ *  turning it off for a user who lost their phone (they log in with the password and
+ *  can enrol again). Users manage their own on My account. */
+async function mfaSection(x) {
+  const box = alertBox();
+  const done = h('p', { class: 'saved', role: 'status' });
+  const status = h('p', {});
+  const button = h('button', { type: 'button', class: 'btn danger' }, 'Turn off two-factor authentication');
+  const show = (st) => {
+    status.textContent = st.enabled
+      ? `On: ${st.methods.map((m) => m.replace('_', ' ')).join(', ')}.`
+      : (st.required ? 'Off: this extension must set it up at its next login.' : 'Off.');
+    button.hidden = !st.enabled;
+  };
+  show(await get(`/mfa/status/${encodeURIComponent(x.number)}`));
+  button.addEventListener('click', async () => {
+    showAlert(box, '');
+    done.textContent = '';
+    const ok = await confirmDialog({
+      title: `Turn off two-factor authentication for ${x.number}?`,
+      message: `Every authenticator app, security key, YubiKey and backup code of ${x.number} (${x.name}) is removed; the password alone logs in until they set one up again.`,
+      confirmLabel: 'Turn off',
+      danger: true,
+    });
+    if (!ok) return;
+    try {
+      await post('/mfa/disable', { extension: x.number });
+      show(await get(`/mfa/status/${encodeURIComponent(x.number)}`));
+    } catch (err) {
+      showAlert(box, err.message);
+      return;
+    }
+    done.textContent = 'Two-factor authentication is off.';
+  });
+  return h('section', { class: 'card', 'aria-labelledby': 'ext-mfa' },
+    h('h2', { id: 'ext-mfa' }, 'Two-factor authentication'),
+    status, box,
+    h('div', { class: 'actions' }, button), done);
+}
+
 function deleteSection(x, navigate) {
   const box = alertBox();
   const button = h('button', { type: 'button', class: 'btn danger' }, 'Delete extension');
@@ -195,7 +236,7 @@ export async function render(container, { params, session, navigate, refreshMe, 
     heading(self && !admin ? 'My extension' : `Extension ${number}`),
     body);
 
-  const draw = (x) => {
+  const draw = async (x) => {
     body.replaceChildren(
       h('p', { class: 'muted meta' },
         `${x.name} · created ${formatDate(x.created_at)} · updated ${formatDate(x.updated_at)}`,
@@ -208,6 +249,7 @@ export async function render(container, { params, session, navigate, refreshMe, 
       }),
       credentialsSection(x, admin, self),
     );
+    if (admin && !self) body.append(await mfaSection(x));
     if (admin) body.append(deleteSection(x, navigate));
   };
   const load = async () => {
@@ -220,7 +262,7 @@ export async function render(container, { params, session, navigate, refreshMe, 
         err.status === 404 ? `There is no extension ${number}.` : err.message));
       return;
     }
-    if (isCurrent()) draw(x);
+    if (isCurrent()) await draw(x);
   };
   await load();
 }
