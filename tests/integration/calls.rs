@@ -439,6 +439,18 @@ fn best_match(recorded: &[i16], source: &[i16]) -> (f64, f64) {
 }
 
 /// The decoded audio baresip recorded (`sndfile`: `dump-…-dec.wav` in `dir`).
+/// How much of what a phone heard its recording holds so far (bytes of the file).
+fn recorded_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().to_string_lossy().ends_with("-dec.wav"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 fn recording(dir: &std::path::Path) -> Vec<i16> {
     let file = std::fs::read_dir(dir)
         .unwrap()
@@ -501,9 +513,16 @@ async fn baresip_audio_crosses_the_relay_both_ways_and_a_stranger_cannot_hijack_
         &["-e", &dial, "-t", "9"],
     );
 
-    // While they talk, a stranger sends loud RTP to both relay ports.
+    // While they talk, a stranger sends loud RTP to both relay ports. "Talk": each
+    // phone's recording of what it hears grows, so each leg has learnt its phone (a
+    // stranger racing a phone's very first packet is the relay's probation's business,
+    // tested in crates/media).
     eventually("the answered call", || async {
         admin.get("/api/calls").await.1[0]["state"] == "answered"
+    })
+    .await;
+    eventually("each phone hearing the other", || async {
+        heard.iter().all(|dir| recorded_bytes(dir.path()) > 8000)
     })
     .await;
     let (_, calls) = admin.get("/api/calls").await;

@@ -852,7 +852,40 @@ async fn security_key_ceremonies_with_a_software_authenticator() {
         let (status, body) = mfa(token, key.get(&request)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
 
+        // A second, named key: both are offered; either logs in; removing one leaves
+        // the other (and MFA) in place.
+        let mut spare = SoftKey::new(9, "http://localhost:8443");
+        let (_, body) = user
+            .post(
+                "/api/mfa/enroll-fido2",
+                json!({"extension": "2001", "name": "Spare key"}),
+            )
+            .await;
+        let options = body["options"].clone();
+        assert_eq!(
+            options["publicKey"]["excludeCredentials"][0]["id"],
+            key.id(),
+            "the browser is told not to register the first key twice"
+        );
+        let (status, body) = user
+            .post(
+                "/api/mfa/enroll-fido2/finish",
+                json!({"extension": "2001", "credential": spare.create(&options)}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            body.get("backup_codes").is_none(),
+            "not the first second factor"
+        );
         let (_, methods) = user.get("/api/mfa/methods/2001").await;
+        let names: Vec<&str> = methods["fido2"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Blue key", "Spare key"]);
         assert_eq!(methods["fido2"][0]["id"], key_id.as_str());
         assert!(methods["fido2"][0]["last_used_at"].is_string());
         let (status, _) = user.delete(&format!("/api/mfa/fido2/2001/{key_id}")).await;
@@ -860,9 +893,31 @@ async fn security_key_ceremonies_with_a_software_authenticator() {
         let (status, _) = user.delete(&format!("/api/mfa/fido2/2001/{key_id}")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (_, body) = password_step(&server, "2001").await;
+        let request = body["webauthn"].clone();
+        assert_eq!(
+            request["publicKey"]["allowCredentials"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        let token = body["mfa_token"].as_str().unwrap().to_owned();
+        let (status, _) = mfa(token.clone(), key.get(&request)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a removed key");
+        let (status, body) = mfa(token, spare.get(&request)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let spare_id = user.get("/api/mfa/methods/2001").await.1["fido2"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (status, _) = user
+            .delete(&format!("/api/mfa/fido2/2001/{spare_id}"))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (_, body) = password_step(&server, "2001").await;
         assert!(
             body["token"].is_string(),
-            "the only key removed: MFA off: {body}"
+            "the last key removed: MFA off: {body}"
         );
         server.stop().await;
     }

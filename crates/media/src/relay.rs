@@ -379,6 +379,34 @@ mod tests {
     }
 
     #[test]
+    fn the_signalled_phone_takes_its_leg_back_from_a_stranger_who_raced_it() {
+        let t = Instant::now();
+        let mut s = MediaSession::new(Some(addr(PHONE_A)), Some(addr(PHONE_B)), t);
+        // A stranger's run of packets arrives before A's first one and is learnt (it
+        // cannot be told from A behind NAT)...
+        let stranger = addr("192.0.2.66:9999");
+        for seq in 0..PROBATION as u16 {
+            s.on_packet(Side::A, stranger, &rtp(66, seq), t);
+        }
+        assert_eq!(s.latched(Side::A), Some(stranger));
+        // ...until A speaks from the address its SDP gave: taken at once, and the
+        // stranger refused from then on.
+        let later = t + Duration::from_millis(40);
+        assert_eq!(
+            s.on_packet(Side::A, addr(PHONE_A), &rtp(1, 1), later),
+            Verdict::Forward(addr(PHONE_B))
+        );
+        assert_eq!(
+            s.on_packet(Side::A, stranger, &rtp(66, PROBATION as u16), later),
+            Verdict::DropForeign
+        );
+        assert_eq!(
+            s.on_packet(Side::B, addr(PHONE_B), &rtp(2, 1), later),
+            Verdict::Forward(addr(PHONE_A))
+        );
+    }
+
+    #[test]
     fn probation_needs_packets_in_sequence_from_one_source() {
         let t = Instant::now();
         let mut s = MediaSession::new(Some(addr("10.0.0.5:4000")), Some(addr(PHONE_B)), t);
