@@ -396,6 +396,17 @@ async fn disabling_needs_a_second_factor_or_an_admin() {
         let (_, body) = password_step(&server, "2001").await;
         assert!(body["token"].is_string(), "MFA is off: {body}");
 
+        // A pending enrolment (nothing to prove yet) is dropped without a code.
+        let (status, _) = user
+            .post("/api/mfa/enroll", json!({"extension": "2001"}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = user
+            .post("/api/mfa/disable", json!({"extension": "2001"}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(user.get("/api/mfa/status/2001").await.1["totp"], "none");
+
         // An admin turns off the MFA of a user who lost their phone, without a code.
         enrol_totp(&user, "2001").await;
         let (status, body) = admin
@@ -406,8 +417,8 @@ async fn disabling_needs_a_second_factor_or_an_admin() {
         assert_eq!(body["enabled"], false);
         assert_eq!(body["backup_codes_remaining"], 0);
         let disabled = events_of(&server, "mfa.disabled").await;
-        assert_eq!(disabled.len(), 2);
-        assert_eq!(disabled[1]["actor"], "extension:1001");
+        assert_eq!(disabled.len(), 3);
+        assert_eq!(disabled[2]["actor"], "extension:1001");
         server.stop().await;
     }
 }

@@ -252,25 +252,27 @@ pub(crate) fn primary_ip() -> Option<IpAddr> {
         .filter(|ip| !ip.is_unspecified())
 }
 
-/// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+/// Catches SIGINT (Ctrl-C) and SIGTERM from the moment it is called, so a signal sent
+/// as soon as the banner is out stops the server gracefully rather than killing it;
+/// the future resolves when one arrives.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    let arrives = |stream: std::io::Result<Signal>| async move {
+        match stream {
             Ok(mut s) => {
                 s.recv().await;
             }
+            // Not catchable: the default action (termination) stays.
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        tokio::select! {
+            _ = arrives(interrupt) => {},
+            _ = arrives(terminate) => {},
+        }
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
 }

@@ -141,6 +141,7 @@ fn config_check(loaded: &config::Loaded) -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = server::start(config).await?;
+    let stop = server::shutdown_signal();
     if let Some(creds) = &server.operator {
         println!("{}", first_start::banner(creds, &server.admin_url));
     }
@@ -148,7 +149,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "Switchboard is running: admin panel {}  (HTTP on {})",
         server.admin_url, server.http_addr
     );
-    server::shutdown_signal().await;
+    stop.await;
     server.shutdown().await
 }
 

@@ -589,8 +589,9 @@ impl MfaService {
         wrong_code(field)
     }
 
-    /// Removes every method. A user needs a current second factor (`code`); an admin
-    /// turning off another user's MFA (a lost phone) does not.
+    /// Removes every method (and a pending enrolment). A user with MFA needs a current
+    /// second factor (`code`); an admin turning off another user's MFA (a lost phone)
+    /// does not.
     pub async fn disable(
         &self,
         by: &Actor,
@@ -600,7 +601,7 @@ impl MfaService {
         ip: Option<IpAddr>,
     ) -> Result<(), ServiceError> {
         self.existing(extension).await?;
-        if needs_code {
+        if needs_code && store::has_primary(self.db.pool(), extension).await? {
             let code = code.ok_or_else(|| {
                 ServiceError::invalid("code", "give a current second factor to turn MFA off")
             })?;
