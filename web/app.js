@@ -12,6 +12,7 @@ import * as extensionEdit from './pages/extension-edit.js';
 import * as hotDesk from './pages/hot-desk.js';
 import * as webhooks from './pages/webhooks.js';
 import * as security from './pages/security.js';
+import * as devices from './pages/devices.js';
 import * as account from './pages/account.js';
 
 // public: only when logged out; pending: allowed while a password change is due;
@@ -28,6 +29,7 @@ const routes = [
   { path: /^\/hot-desk$/, page: hotDesk, admin: true, nav: 'hot-desk' },
   { path: /^\/webhooks$/, page: webhooks, admin: true, nav: 'webhooks' },
   { path: /^\/security$/, page: security, admin: true, nav: 'security' },
+  { path: /^\/devices$/, page: devices, admin: true, nav: 'devices' },
 ];
 
 const $ = (id) => document.getElementById(id);
@@ -76,9 +78,9 @@ function updateShell(route, path) {
     ext.textContent = 'Extensions';
     ext.href = '#/extensions';
   }
-  for (const id of ['nav-hot-desk', 'nav-webhooks', 'nav-security']) $(id).parentElement.hidden = !me || me.role !== 'admin';
+  for (const id of ['nav-hot-desk', 'nav-webhooks', 'nav-security', 'nav-devices']) $(id).parentElement.hidden = !me || me.role !== 'admin';
   const links = [['dashboard', $('nav-dashboard')], ['extensions', ext], ['hot-desk', $('nav-hot-desk')],
-    ['webhooks', $('nav-webhooks')], ['security', $('nav-security')], ['account', $('nav-account')]];
+    ['webhooks', $('nav-webhooks')], ['security', $('nav-security')], ['devices', $('nav-devices')], ['account', $('nav-account')]];
   for (const [key, el] of links) {
     const own = key !== 'extensions' || !me || me.role === 'admin' || path === extensionPath(me.extension);
     if (route?.nav === key && own) el.setAttribute('aria-current', 'page');

@@ -340,6 +340,40 @@ test('admin panel: login, password change, extensions', { timeout: 90_000 }, asy
     await expectText(blocks, /No address is blocked\./);
   });
 
+  await step('devices page: create a token, a device enrols with it and shows online, unregister it', async () => {
+    await page.getByRole('link', { name: 'Devices' }).click();
+    await atRoute('/devices');
+    await heading('Devices').waitFor();
+    await page.getByLabel('Note').fill('Lobby door phone');
+    await page.getByRole('button', { name: 'Create token' }).click();
+    const shown = page.getByRole('dialog', { name: 'Enrolment token' });
+    const code = await shown.getByRole('textbox', { name: 'Token' }).inputValue();
+    assert.match(code, /^[A-Z2-9]{6}$/);
+    await shown.getByRole('button', { name: 'Done' }).click();
+    const tokens = main.getByRole('table', { name: 'Enrolment tokens' });
+    await expectText(tokens.getByRole('row').filter({ hasText: code }), /Lobby door phone/);
+    // The device (here an API call) enrols and sends a heartbeat.
+    const device = await request.newContext({ baseURL: BASE });
+    try {
+      const enrolled = await device.post('/api/devices/device-b0b0cafe/register', { data: { token_code: code, device_info: { mac: '00:15:65:aa:bb:cc', hostname: 'lobby' } } });
+      assert.equal(enrolled.status(), 200, await enrolled.text());
+      const { device_secret: secret } = await enrolled.json();
+      const beat = await device.post('/api/devices/device-b0b0cafe/online', { headers: { Authorization: `Bearer ${secret}` }, data: {} });
+      assert.equal(beat.status(), 200, await beat.text());
+    } finally {
+      await device.dispose();
+    }
+    // The page reads itself again: the token is gone, the device is online.
+    const devices = main.getByRole('table', { name: 'Enrolled devices' });
+    const row = devices.getByRole('row').filter({ hasText: 'device-b0b0cafe' });
+    await expectText(row, /Online/);
+    await expectText(row, /00:15:65:aa:bb:cc/);
+    await expectText(tokens, /No unused tokens\./);
+    await row.getByRole('button', { name: 'Unregister device-b0b0cafe' }).click();
+    await page.getByRole('dialog', { name: 'Unregister device-b0b0cafe?' }).getByRole('button', { name: 'Unregister', exact: true }).click();
+    await expectText(devices, /No device has enrolled yet\./);
+  });
+
   await step('log out, log in again with the new password', async () => {
     await page.getByRole('button', { name: 'Log out' }).click();
     await atRoute('/login');

@@ -10,6 +10,7 @@ mod browser;
 mod calls;
 mod cli;
 mod config_example;
+mod devices;
 mod extensions;
 mod first_start;
 mod hot_desk;

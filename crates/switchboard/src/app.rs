@@ -10,6 +10,7 @@ use crate::crypto::master_key::MasterKey;
 use crate::features::auth::AuthService;
 use crate::features::auto_attendant::AutoAttendantService;
 use crate::features::calls::CdrService;
+use crate::features::devices::DeviceService;
 use crate::features::events::Changes;
 use crate::features::extensions::ExtensionService;
 use crate::features::hot_desk::HotDeskService;
@@ -37,6 +38,7 @@ pub struct App {
     pub auto_attendant: AutoAttendantService,
     pub hot_desk: HotDeskService,
     pub webhooks: WebhookService,
+    pub devices: DeviceService,
     /// Threat detection: what SIP and HTTP requests meet first.
     pub threats: Arc<ThreatService>,
     /// Outgoing e-mail; `None` when `smtp.host` is not set.
@@ -64,6 +66,7 @@ impl App {
         let voicemail = VoicemailService::new(db.clone(), &config)
             .with_mailer(mailer.clone(), config.voicemail.email_notifications);
         let auto_attendant = AutoAttendantService::new(db.clone(), &config);
+        let devices = DeviceService::new(db.clone(), &config);
         let webhooks = WebhookService::new(db.clone(), master_key.clone(), &config);
         let threats = Arc::new(ThreatService::load(db.clone(), &config).await?);
         let mfa = MfaService::new(db.clone(), master_key.clone(), &config, threats.clone());
@@ -84,6 +87,7 @@ impl App {
             auto_attendant,
             hot_desk,
             webhooks,
+            devices,
             threats,
             mailer,
         })

@@ -80,6 +80,23 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     };
 
     let workers = vec![
+        // Devices that missed three heartbeats go offline (with their event) within a
+        // fifth of an interval, not only when someone looks.
+        spawn_every(
+            stopped.clone(),
+            (app.devices.heartbeat_interval() / 5).max(Duration::from_secs(1)),
+            {
+                let app = app.clone();
+                move || {
+                    let app = app.clone();
+                    async move {
+                        if let Err(e) = app.devices.sweep_offline().await {
+                            tracing::warn!(error = %e, "device offline sweep failed");
+                        }
+                    }
+                }
+            },
+        ),
         spawn_every(stopped.clone(), SESSION_SWEEP_EVERY, {
             let app = app.clone();
             move || {

@@ -6,6 +6,7 @@ pub mod audio;
 pub mod auth;
 pub mod auto_attendant;
 pub mod calls;
+pub mod devices;
 pub mod error;
 pub mod extensions;
 pub mod extract;
@@ -68,6 +69,7 @@ pub struct AppState {
         (name = "hot-desk", description = "Hot-desking (seed 000)"),
         (name = "webhooks", description = "Webhook subscriptions and deliveries"),
         (name = "security", description = "Threat detection: blocks and threats (seed 002)"),
+        (name = "devices", description = "Device enrolment, heartbeats and SSH keys (seed 003)"),
         (name = "api-keys", description = "API keys for integrations"),
         (name = "registered-phones", description = "Devices that registered (seed 004)"),
         (name = "system", description = "System overview"),
@@ -87,6 +89,17 @@ impl Modify for SecuritySchemes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("A session token from /api/auth/login or an API key"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "device_secret",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An enrolled device's secret (sbd_…) from its registration",
+                    ))
                     .build(),
             ),
         );
@@ -112,6 +125,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(webhooks::routes())
         .merge(security::routes())
         .merge(mfa::routes())
+        .merge(devices::routes())
         .merge(api_keys::routes())
         .merge(registered_phones::routes())
         .merge(system::routes())

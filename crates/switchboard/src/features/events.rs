@@ -35,6 +35,10 @@ pub enum EventType {
     MfaMethodAdded,
     MfaMethodRemoved,
     MfaDisabled,
+    DeviceRegistered,
+    DeviceOnline,
+    DeviceOffline,
+    DeviceDeleted,
 }
 
 impl EventType {
@@ -61,6 +65,10 @@ impl EventType {
         Self::MfaMethodAdded,
         Self::MfaMethodRemoved,
         Self::MfaDisabled,
+        Self::DeviceRegistered,
+        Self::DeviceOnline,
+        Self::DeviceOffline,
+        Self::DeviceDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +95,10 @@ impl EventType {
             Self::MfaMethodAdded => "mfa.method_added",
             Self::MfaMethodRemoved => "mfa.method_removed",
             Self::MfaDisabled => "mfa.disabled",
+            Self::DeviceRegistered => "device.registered",
+            Self::DeviceOnline => "device.online",
+            Self::DeviceOffline => "device.offline",
+            Self::DeviceDeleted => "device.deleted",
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod auto_attendant;
 pub mod calls;
+pub mod devices;
 pub mod error;
 pub mod events;
 pub mod extensions;
@@ -29,6 +30,8 @@ pub enum Actor {
     Cli,
     /// The PBX itself (first start, workers, directory sync).
     System,
+    /// An enrolled device, by its key (spec 11).
+    Device(String),
 }
 
 impl Actor {
@@ -38,6 +41,7 @@ impl Actor {
             Self::ApiKey { id, .. } => format!("api_key:{id}"),
             Self::Cli => "cli".into(),
             Self::System => "system".into(),
+            Self::Device(key) => format!("device:{key}"),
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod api_keys;
 pub mod auto_attendant;
 pub mod cdr;
+pub mod devices;
 pub mod events;
 pub mod extensions;
 pub mod hot_desk;
