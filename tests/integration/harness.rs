@@ -601,3 +601,29 @@ pub fn run_cli(cwd: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Logs in to a server started from the binary as 1001 with the banner password and
+/// makes the forced change (to [`NEW_ADMIN_PASSWORD`]): a bearer token.
+pub async fn banner_admin_token(http: &reqwest::Client, base: &str, password: &str) -> String {
+    let body: Value = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"extension": "1001", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let body: Value = http
+        .post(format!("{base}/api/auth/password"))
+        .bearer_auth(&token)
+        .json(&json!({"current_password": password, "new_password": NEW_ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}

@@ -10,6 +10,7 @@ mod browser;
 mod calls;
 mod cli;
 mod config_example;
+mod device_agent;
 mod devices;
 mod extensions;
 mod first_start;

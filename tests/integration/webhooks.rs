@@ -432,31 +432,6 @@ async fn private_targets_and_redirects_are_refused() {
     server.stop().await;
 }
 
-/// Logs in as 1001 with the banner password and changes it: a bearer token.
-async fn admin_token(http: &reqwest::Client, base: &str, password: &str) -> String {
-    let body: Value = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"extension": "1001", "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = body["token"].as_str().unwrap().to_owned();
-    let body: Value = http
-        .post(format!("{base}/api/auth/password"))
-        .bearer_auth(&token)
-        .json(&json!({"current_password": password, "new_password": "Webhook-Test-Passw0rd"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["token"].as_str().unwrap().to_owned()
-}
-
 fn http_addr(line: &str) -> String {
     line.rsplit("HTTP on ")
         .next()
@@ -488,7 +463,7 @@ async fn events_waiting_for_a_receiver_survive_sigkill() {
     );
     let password = pbx.value_after("Password:  ").expect("banner password");
     let http = reqwest::Client::new();
-    let token = admin_token(&http, &base, &password).await;
+    let token = crate::harness::banner_admin_token(&http, &base, &password).await;
     for n in ["2001", "2002", "2003"] {
         let status = http
             .post(format!("{base}/api/extensions"))

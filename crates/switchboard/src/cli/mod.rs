@@ -1,5 +1,7 @@
-//! The command line: `serve` (default), `config check`, `migrate`, `extension …`.
+//! The command line: `serve` (default), `config check`, `migrate`, `extension …`,
+//! `device …`.
 
+mod device;
 mod extension;
 
 use std::path::PathBuf;
@@ -50,6 +52,10 @@ enum Command {
     /// Manage extensions without the web panel (the rescue path).
     #[command(subcommand)]
     Extension(extension::ExtensionCommand),
+    /// Enrol this machine as a device of a PBX and report heartbeats (runs on the
+    /// device; reads no PBX configuration).
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +66,10 @@ enum ConfigCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The device agent runs on another machine: no PBX configuration, no database.
+    if let Some(Command::Device(cmd)) = cli.command {
+        return device_main(cmd);
+    }
     let loaded = match config::load(cli.config.as_deref()) {
         Ok(l) => l,
         Err(e) => {
@@ -102,10 +112,30 @@ pub fn main() -> ExitCode {
             None | Some(Command::Serve) => serve(loaded.config).await,
             Some(Command::Migrate) => migrate(loaded.config).await,
             Some(Command::Extension(cmd)) => extension::run(cmd, loaded.config).await,
-            Some(Command::Config(_)) => unreachable!("handled above"),
+            Some(Command::Config(_) | Command::Device(_)) => unreachable!("handled above"),
         }
     });
     match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn device_main(cmd: device::DeviceCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(device::run(cmd)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

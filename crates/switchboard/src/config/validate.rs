@@ -395,11 +395,11 @@ pub(super) fn validate(c: &Config) -> Result<(), Vec<Invalid>> {
         bad("integrations.active_directory.page_size", &0, "1 or more");
     }
 
-    if c.devices.heartbeat_interval < 5 {
+    if c.devices.heartbeat_interval == 0 {
         bad(
             "devices.heartbeat_interval",
             &c.devices.heartbeat_interval,
-            "5 seconds or more",
+            "1 second or more",
         );
     }
 
