@@ -373,3 +373,92 @@ async fn against_the_pbx() {
 
 /// A key made with `ssh-keygen -t ed25519`.
 const ED25519: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIEaZzCyoFH04XCJWQyWH6q+NJ4W3cd0kCW+QSOvesmSt";
+
+/// Over HTTPS with a private CA: refused until `--ca` names it (or `--insecure`, said
+/// loudly); the server's SSH host keys fetched, fingerprinted and written to known_hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_and_the_ssh_host_keys() {
+    use switchboard::config::HttpTls;
+    let certs = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let (cert_file, key_file) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, leaf_key.serialize_pem()).unwrap();
+    let ca_file = certs.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(
+        certs.path().join("ssh_host_ed25519_key.pub"),
+        format!("ssh-ed25519 {ED25519} root@pbx\n"),
+    )
+    .unwrap();
+    let pattern = format!("{}/ssh_host_*_key.pub", certs.path().display());
+    let server = TestServer::start_tweaked(TestDb::sqlite().await, |config| {
+        config.http.tls = HttpTls::Files {
+            cert_file,
+            key_file,
+        };
+        config.devices.ssh_host_key_files = vec![pattern];
+    })
+    .await;
+    let port = server.base.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}");
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let password = server.operator.as_ref().unwrap().password.clone();
+    let admin = banner_admin_token(&https, &url, &password).await;
+    let created: Value = https
+        .post(format!("{url}/api/devices/tokens"))
+        .bearer_auth(admin)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token_code"].as_str().unwrap().to_owned();
+    let ca = ca_file.to_str().unwrap();
+
+    let device = Device::new();
+    let (ok, _, err) = device.register(&url, &token);
+    assert!(!ok);
+    assert!(err.contains("TLS") && err.contains("--ca FILE"), "{err}");
+    let (ok, out, err) = device.run(&["register", "--server", &url, "--token", &token, "--ca", ca]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = device.run(&["heartbeat", "--once", "--ca", ca]);
+    assert!(ok && out.contains("heartbeat ok"), "{out}{err}");
+    let (ok, out, err) = device.run(&["heartbeat", "--once", "--insecure"]);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("WARNING: --insecure"), "{err}");
+
+    // The fingerprint ssh-keygen -lf prints for that key.
+    let known_hosts = device.dir.path().join("known_hosts");
+    let (ok, out, err) = device.run(&[
+        "ssh-hostkey",
+        "--ca",
+        ca,
+        "--known-hosts",
+        known_hosts.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("SHA256:yjFO2dbaD+1Itk0uqEWo1RwdmIWX6a1tZyOAbPhIGcE"),
+        "{out}"
+    );
+    let written = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        written.contains(&format!("ssh-ed25519 {ED25519}")),
+        "{written}"
+    );
+    server.stop().await;
+}
