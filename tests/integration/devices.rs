@@ -267,3 +267,38 @@ async fn the_server_ssh_host_keys_are_served_as_text() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     none.stop().await;
 }
+
+#[tokio::test]
+async fn guessing_enrolment_tokens_gets_the_address_blocked() {
+    let server = TestServer::start_tweaked(TestDb::sqlite().await, |config| {
+        config.security.threat_detection.failed_login_threshold = 3;
+    })
+    .await;
+    let admin = server.admin().await;
+    let from = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    for guess in ["AAAAAA", "BBBBBB", "CCCCCC"] {
+        let status = from
+            .post(format!("{}/api/devices/device-guess/register", server.base))
+            .json(&json!({"token_code": guess}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    eventually("the guesser blocked", || async {
+        admin.get("/api/security/check-ip/127.0.0.2").await.1["blocked"] == true
+    })
+    .await;
+    let threats = events_of(&server, "security.threat_detected").await;
+    assert!(
+        threats
+            .iter()
+            .any(|t| t["detail"] == "device enrolment token"),
+        "{threats:?}"
+    );
+    server.stop().await;
+}
