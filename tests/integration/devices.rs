@@ -302,3 +302,27 @@ async fn guessing_enrolment_tokens_gets_the_address_blocked() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn old_clients_without_a_secret_only_with_the_legacy_switch() {
+    let server = TestServer::start_tweaked(TestDb::sqlite().await, |config| {
+        config.devices.legacy_key_only_auth = true;
+    })
+    .await;
+    let admin = server.admin().await;
+    let code_ = token(&admin).await;
+    let (status, _) = register(&server, "device-01d0c1e0", json!({"token_code": code_})).await;
+    assert_eq!(status, StatusCode::OK);
+    // The seed's client sends the key alone.
+    let (status, body) = server
+        .client()
+        .post("/api/devices/device-01d0c1e0/online", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A wrong secret is still wrong.
+    let (status, _) = as_device(&server, "sbd_wrong")
+        .post("/api/devices/device-01d0c1e0/online", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
