@@ -23,6 +23,7 @@ mod openapi;
 mod registrar;
 mod security;
 mod sip_tls;
+mod sip_websocket;
 mod store;
 mod tls;
 mod voicemail;

@@ -5,17 +5,25 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use switchboard_sip::digest::{Algorithm, ha1, response};
 use switchboard_sip::header::{AuthHeader, DigestChallenge, DigestCredentials, HeaderName};
 use switchboard_sip::{Message, Method, Uri, parse_datagram, parse_stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 pub const REALM: &str = "switchboard";
+
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 pub enum Link {
     Udp(UdpSocket, SocketAddr),
     Tcp(TcpStream, Vec<u8>),
+    /// SIP over WebSocket (RFC 7118), as a browser phone talks to `/sip`.
+    Ws(Box<WebSocket>),
 }
 
 pub struct Phone {
@@ -52,6 +60,18 @@ impl Phone {
         Self::new(Link::Tcp(stream, Vec::new()), local, ext, secret)
     }
 
+    /// A browser-like phone on the HTTP server's `/sip` WebSocket.
+    pub async fn ws(http: SocketAddr, ext: &str, secret: &str) -> Self {
+        let (socket, _) = connect_sip_websocket(http, Some("sip"))
+            .await
+            .expect("the SIP WebSocket opens");
+        let local = match socket.get_ref() {
+            tokio_tungstenite::MaybeTlsStream::Plain(s) => s.local_addr().unwrap(),
+            _ => unreachable!("plain ws://"),
+        };
+        Self::new(Link::Ws(Box::new(socket)), local, ext, secret)
+    }
+
     fn new(link: Link, local: SocketAddr, ext: &str, secret: &str) -> Self {
         Self {
             link,
@@ -70,6 +90,7 @@ impl Phone {
         match self.link {
             Link::Udp(..) => "UDP",
             Link::Tcp(..) => "TCP",
+            Link::Ws(..) => "WS",
         }
     }
 
@@ -110,6 +131,10 @@ impl Phone {
     }
 
     pub fn contact(&self) -> String {
+        if let Link::Ws(_) = self.link {
+            // What JsSIP sends: a made-up host only the connection leads to.
+            return format!("<sip:{}@df7jal23ls0d.invalid;transport=ws>", self.ext);
+        }
         format!(
             "<sip:{}@{};transport={}>",
             self.ext,
@@ -128,6 +153,10 @@ impl Phone {
                 s.send_to(data, *to).await.unwrap();
             }
             Link::Tcp(s, _) => s.write_all(data).await.unwrap(),
+            Link::Ws(s) => {
+                let text = String::from_utf8(data.to_vec()).unwrap();
+                s.send(WsMessage::text(text)).await.unwrap();
+            }
         }
     }
 
@@ -170,6 +199,16 @@ impl Phone {
                     let n = s.read(&mut buf).await.unwrap();
                     assert!(n > 0, "the server closed the connection");
                     pending.extend_from_slice(&buf[..n]);
+                },
+                Link::Ws(s) => loop {
+                    match s.next().await {
+                        Some(Ok(WsMessage::Text(t))) => {
+                            return parse_datagram(Bytes::copy_from_slice(t.as_bytes())).unwrap();
+                        }
+                        Some(Ok(WsMessage::Binary(b))) => return parse_datagram(b).unwrap(),
+                        Some(Ok(_)) => continue,
+                        other => panic!("the server closed the SIP WebSocket: {other:?}"),
+                    }
                 },
             }
         })
@@ -366,4 +405,24 @@ pub fn rand_word() -> String {
         std::process::id(),
         n.wrapping_mul(0x9e3779b97f4a7c15) >> 16
     )
+}
+
+/// Opens `ws://HTTP/sip` offering `protocol` as the subprotocol (none: `None`).
+pub async fn connect_sip_websocket(
+    http: SocketAddr,
+    protocol: Option<&str>,
+) -> Result<
+    (
+        WebSocket,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let mut request = format!("ws://{http}/sip").into_client_request().unwrap();
+    if let Some(p) = protocol {
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", p.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await
 }

@@ -64,6 +64,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         sip: Some(sip.clone()),
         metrics: metrics.clone(),
         started_at: Timestamp::now(),
+        http_addr,
     };
     let service = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop, stopped) = watch::channel(false);

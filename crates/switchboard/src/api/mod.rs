@@ -18,6 +18,7 @@ pub mod paging;
 pub mod panel;
 pub mod registered_phones;
 pub mod security;
+pub mod sip_websocket;
 pub mod system;
 pub mod voicemail;
 pub mod webhooks;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub sip: Option<Arc<crate::sip_server::SipServer>>,
     pub metrics: PrometheusHandle,
     pub started_at: Timestamp,
+    /// Where the HTTP server is bound (our side of a SIP WebSocket's flow).
+    pub http_addr: std::net::SocketAddr,
 }
 
 #[derive(OpenApi)]
@@ -72,6 +75,7 @@ pub struct AppState {
         (name = "devices", description = "Device enrolment, heartbeats and SSH keys (seed 003)"),
         (name = "api-keys", description = "API keys for integrations"),
         (name = "registered-phones", description = "Devices that registered (seed 004)"),
+        (name = "sip", description = "SIP over WebSocket (RFC 7118) for browser phones"),
         (name = "system", description = "System overview"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
@@ -128,6 +132,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(devices::routes())
         .merge(api_keys::routes())
         .merge(registered_phones::routes())
+        .merge(sip_websocket::routes())
         .merge(system::routes())
         .merge(health::routes())
 }

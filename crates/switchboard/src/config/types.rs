@@ -84,6 +84,10 @@ pub enum SipTransport {
     Udp,
     Tcp,
     Tls,
+    /// SIP over WebSocket (RFC 7118) on the HTTP port: never a `sip.listen` entry.
+    Ws,
+    /// The same over HTTPS.
+    Wss,
 }
 
 impl SipTransport {
@@ -92,6 +96,8 @@ impl SipTransport {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
             Self::Tls => "tls",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
         }
     }
 }

@@ -69,6 +69,8 @@ impl Binding {
             "udp" => SipTransport::Udp,
             "tcp" => SipTransport::Tcp,
             "tls" => SipTransport::Tls,
+            "ws" => SipTransport::Ws,
+            "wss" => SipTransport::Wss,
             _ => return None,
         };
         let ip = r.source_ip.parse().ok()?;
@@ -171,13 +173,19 @@ impl Location {
 
     /// Removes expired bindings from memory and returns them with their extension.
     fn take_expired(&self, now: Timestamp) -> Vec<(String, Binding)> {
+        self.take_where(|b| b.expires_at <= now)
+    }
+
+    /// Removes the bindings `gone` picks from memory and returns them with their
+    /// extension.
+    pub fn take_where(&self, gone: impl Fn(&Binding) -> bool) -> Vec<(String, Binding)> {
         let mut out = Vec::new();
         for mut entry in self.bindings.iter_mut() {
-            // The extension is copied only for a binding that expired: the sweep visits
+            // The extension is copied only for a binding taken: the expiry sweep visits
             // every registered extension every few seconds.
             let (ext, bindings) = entry.pair_mut();
             bindings.retain(|b| {
-                if b.expires_at <= now {
+                if gone(b) {
                     out.push((ext.clone(), b.clone()));
                     false
                 } else {

@@ -14,6 +14,7 @@ pub mod persist;
 pub mod registrar;
 pub mod transport;
 pub mod udp;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -315,6 +316,9 @@ impl SipServer {
                         .flatten();
                     tcp.push((listener, acceptor));
                 }
+                // Served on the HTTP port (`websocket`); `SipListen::parse` never
+                // yields them.
+                SipTransport::Ws | SipTransport::Wss => {}
             }
         }
 
@@ -439,6 +443,7 @@ impl SipServer {
             core.clone(),
             stopped.clone(),
         )));
+        websocket::forget_orphans(&core).await;
         let (records, recorded) = tokio::sync::mpsc::unbounded_channel();
         tasks.push(tokio::spawn(calls::run(
             core.clone(),
@@ -480,6 +485,11 @@ impl SipServer {
             .iter()
             .find(|l| l.transport == transport)
             .map(|l| l.addr)
+    }
+
+    /// Turns true when the server stops (for connections served elsewhere: WebSockets).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
     }
 
     /// Stops the transports; queued bindings are written before the writer ends.

@@ -1,4 +1,5 @@
-//! SIP transports: UDP sockets, TCP and TLS connections. Every message arrives with
+//! SIP transports: UDP sockets, TCP and TLS connections (and WebSocket ones, served by
+//! `websocket`). Every message arrives with
 //! the [`Flow`] it came on, and replies and later requests to a phone go back over it
 //! (RFC 3581 for UDP, the phone's own connection for TCP/TLS, RFC 5626 style).
 
@@ -158,9 +159,29 @@ impl Transports {
             .or_else(|| self.udp.iter().next().map(|e| e.value().clone()))
     }
 
-    /// Live TCP/TLS connections.
+    /// Live TCP/TLS/WebSocket connections.
     pub fn connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Registers a new connection: its id and the queue of what to write on it, or
+    /// `None` when `max` connections are open already.
+    pub fn open_connection(&self, max: usize) -> Option<(u64, mpsc::Receiver<Bytes>)> {
+        if self.open.load(Ordering::Relaxed) >= max {
+            return None;
+        }
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = mpsc::channel(CONN_QUEUE);
+        self.connections.insert(id, tx);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Some((id, rx))
+    }
+
+    /// Forgets connection `id` once it is closed.
+    pub fn close_connection(&self, id: u64) {
+        if self.connections.remove(&id).is_some() {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -198,17 +219,12 @@ pub async fn run_stream_listener(
             drop(stream);
             continue;
         }
-        let transports = &core.transports;
-        if transports.open.load(Ordering::Relaxed) >= core.limits.max_connections {
+        let Some((id, rx)) = core.transports.open_connection(core.limits.max_connections) else {
             tracing::warn!(%remote, "connection refused: sip.max_connections reached");
             drop(stream);
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
-        let id = transports.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = mpsc::channel(CONN_QUEUE);
-        transports.connections.insert(id, tx);
-        transports.open.fetch_add(1, Ordering::Relaxed);
         let flow = Flow {
             transport,
             local,
@@ -233,8 +249,7 @@ pub async fn run_stream_listener(
                 }
                 None => serve_connection(&core, stream, flow.clone(), rx, stop).await,
             }
-            core.transports.connections.remove(&id);
-            core.transports.open.fetch_sub(1, Ordering::Relaxed);
+            core.transports.close_connection(id);
         });
     }
 }

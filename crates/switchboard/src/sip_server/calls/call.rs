@@ -234,6 +234,8 @@ fn transport_name(t: SipTransport) -> &'static str {
         SipTransport::Udp => "UDP",
         SipTransport::Tcp => "TCP",
         SipTransport::Tls => "TLS",
+        SipTransport::Ws => "WS",
+        SipTransport::Wss => "WSS",
     }
 }
 
@@ -257,6 +259,8 @@ pub fn contact(flow: &Flow, local: SocketAddr, user: &str) -> String {
         SipTransport::Udp => "",
         SipTransport::Tcp => ";transport=tcp",
         SipTransport::Tls => ";transport=tls",
+        SipTransport::Ws => ";transport=ws",
+        SipTransport::Wss => ";transport=wss",
     };
     let mut out = String::with_capacity(64 + user.len());
     out.push_str("<sip:");
