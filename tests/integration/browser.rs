@@ -33,7 +33,7 @@ fn panel_in_chromium() {
     let password = pbx.value_after("Password:  ").expect("banner password");
     let pin = pbx.value_after("Voicemail PIN: ").expect("banner PIN");
     let status = std::process::Command::new("node")
-        .arg("--test")
+        .args(["--test", "panel.test.mjs"])
         .current_dir(&browser_dir)
         .env("SWITCHBOARD_URL", format!("http://{addr}"))
         .env("SWITCHBOARD_PASSWORD", password)

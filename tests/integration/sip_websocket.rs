@@ -155,3 +155,172 @@ async fn the_upgrade_needs_the_sip_subprotocol_and_webrtc_turned_on() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     off.stop().await;
 }
+
+/// JsSIP in Chromium (`tests/browser/sip_websocket.test.mjs`) registers over `/sip` as
+/// 2001 and calls 2002, which is not registered: the voicemail greeting plays to the
+/// browser through the WebRTC gateway (about 8 s), and then Chromium's fake microphone
+/// is recorded. Then a plain SIP phone here calls the browser, which answers: audio
+/// both ways, checked on this side as decoded samples.
+#[tokio::test]
+async fn jssip_in_chromium_calls_through_the_webrtc_gateway() {
+    let browser_dir = crate::harness::repo_root().join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !browser_dir.join("node_modules/jssip").is_dir() || !std::path::Path::new(&chromium).exists()
+    {
+        return crate::harness::skip_or_fail("JsSIP (npm ci in tests/browser) or Chromium missing");
+    }
+    let (server, admin) = server().await;
+    let mut node = tokio::process::Command::new("node")
+        .args(["--test", "sip_websocket.test.mjs"])
+        .current_dir(&browser_dir)
+        .env("SIP_WS_URL", format!("ws://{}/sip", http_addr(&server)))
+        .env("SIP_EXTENSION", "2001")
+        .env("SIP_SECRET", SECRET_2001)
+        .env("SIP_CALLEE", "2002")
+        .env("SPEAK_SECONDS", "14")
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+
+    // The browser's message, once it has hung up.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, body) = admin.get("/api/voicemail/2002").await;
+        if body["items"].as_array().is_some_and(|i| i.len() == 1) {
+            break;
+        }
+        if let Ok(Some(status)) = node.try_wait() {
+            panic!("the JsSIP test ended early: {status}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no voicemail from the browser"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (_, body) = admin.get("/api/voicemail/2002").await;
+    let message = &body["items"][0];
+    assert_eq!(message["caller"], "2001", "{message}");
+    let id = message["id"].as_str().unwrap();
+    let (status, _, _, wav) = admin
+        .get_bytes(&format!("/api/voicemail/2002/{id}/audio"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let samples = switchboard_media::wav::read(&wav).unwrap();
+    let levels = crate::voicemail_phone::frame_levels(&samples);
+    // Chromium's fake microphone beeps every second.
+    let loud = levels.iter().filter(|&&l| l > 300.0).count();
+    assert!(
+        loud >= 5,
+        "the browser's beeps are in the message: {} frames, {loud} loud",
+        levels.len()
+    );
+
+    // 2002 calls the browser, which answers; each side hears the other.
+    let mut caller = Phone::udp(server.sip_addr(SipTransport::Udp), "2002", SECRET_2002).await;
+    let (heard, loud) = call_the_browser(&mut caller).await;
+    assert!(heard > 100, "the caller heard the browser: {heard} packets");
+    assert!(
+        loud >= 5,
+        "the browser's beeps reached the caller: {loud} loud frames"
+    );
+    let status = node.wait().await.unwrap();
+    assert!(status.success(), "the JsSIP test failed");
+    // The browser's registration ended with its socket.
+    eventually("the browser's binding to go", || async {
+        bindings(&server, "2001").await.is_empty()
+    })
+    .await;
+    let cdrs = admin.get("/api/cdr").await.1;
+    let answered = cdrs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["callee"] == "2001")
+        .cloned();
+    assert_eq!(
+        answered.as_ref().map(|c| c["disposition"].clone()),
+        Some("answered".into()),
+        "{cdrs}"
+    );
+    server.stop().await;
+}
+
+/// Calls 2001 (the browser) from `caller` with real RTP: a tone out for 4 s while
+/// counting what comes back. Returns the packets received and how many of their 20 ms
+/// frames were loud.
+async fn call_the_browser(caller: &mut Phone) -> (usize, usize) {
+    use switchboard_media::g711::G711;
+    use switchboard_media::rtp::{HEADER_LEN, RtpHeader};
+
+    let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let offer = format!(
+        "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        rtp.local_addr().unwrap().port()
+    );
+    // The browser is registered again after its first call: wait for it to ring.
+    let (invite, ok) = caller.invite("2001", &offer).await;
+    assert_eq!(ok.code(), Some(200), "the browser answers: {ok}");
+    let dialog = switchboard_sip::dialog::Dialog::as_uac(&invite, &ok).unwrap();
+    let mut ack = dialog.ack(2, &caller.via());
+    ack.push(HeaderName::ContentLength, "0");
+    caller.send(&ack).await;
+    let answer = switchboard_sip::sdp::SessionDescription::parse_bytes(&ok.body).unwrap();
+    let relay = answer.media_address(0).expect("the relay's address");
+
+    // A 1 kHz tone, 20 ms per packet, for 4 s, while reading what arrives.
+    let tone: Vec<i16> = (0..160)
+        .map(|i| ((i as f64 * std::f64::consts::TAU / 8.0).sin() * 8000.0) as i16)
+        .collect();
+    let mut payload = Vec::new();
+    G711::Ulaw.encode(&tone, &mut payload);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+    let mut buf = [0u8; 2048];
+    let (mut heard, mut loud) = (0, 0);
+    let mut decoded = Vec::new();
+    for seq in 0..200u16 {
+        tick.tick().await;
+        let mut packet = [0u8; HEADER_LEN].to_vec();
+        let header = RtpHeader {
+            marker: seq == 0,
+            payload_type: 0,
+            sequence: seq,
+            timestamp: u32::from(seq) * 160,
+            ssrc: 0x5eed,
+        };
+        header.write((&mut packet[..HEADER_LEN]).try_into().unwrap());
+        packet.extend_from_slice(&payload);
+        rtp.send_to(&packet, relay).await.unwrap();
+        while let Ok((n, _)) = rtp.try_recv_from(&mut buf) {
+            let Some(body) = switchboard_media::rtp::payload(&buf[..n]) else {
+                continue;
+            };
+            heard += 1;
+            decoded.clear();
+            G711::Ulaw.decode(body, &mut decoded);
+            if crate::voicemail_phone::frame_levels(&decoded)
+                .first()
+                .is_some_and(|&l| l > 300.0)
+            {
+                loud += 1;
+            }
+        }
+    }
+    let mut dialog = dialog;
+    let via = caller.via();
+    let mut bye = dialog.request(Method::Bye, &via, &caller.contact());
+    bye.push(HeaderName::ContentLength, "0");
+    caller.send(&bye).await;
+    loop {
+        let m = caller.recv().await;
+        if m.code().is_some()
+            && m.header(&HeaderName::CSeq)
+                .is_some_and(|c| c.ends_with("BYE"))
+        {
+            break;
+        }
+    }
+    (heard, loud)
+}

@@ -13,7 +13,7 @@ use crate::interop::{
 };
 
 /// Root mean square of 20 ms frames.
-fn frame_levels(samples: &[i16]) -> Vec<f64> {
+pub(crate) fn frame_levels(samples: &[i16]) -> Vec<f64> {
     samples
         .chunks(160)
         .map(|f| {

@@ -200,8 +200,18 @@ fn push_challenges(
     challenger: Challenger,
 ) {
     let nonce = core.nonces.issue(now_secs(), source, rand::random());
-    // RFC 8760: in order of preference (sip.digest_algorithms).
-    for t in core.challenges.iter().filter(|t| t.stale == stale) {
+    // RFC 8760: in order of preference (sip.digest_algorithms). Browser SIP stacks know
+    // only MD5 and read one challenge each (JsSIP the last, SIP.js the first), so over
+    // a WebSocket MD5 alone is offered when it is offered at all.
+    let browser = resp
+        .header(&HeaderName::Via)
+        .is_some_and(|v| v.starts_with("SIP/2.0/WS"))
+        && core.digest_algorithms.contains(&Algorithm::Md5);
+    let offered = core
+        .challenges
+        .iter()
+        .filter(|t| t.stale == stale && (!browser || t.algorithm == Algorithm::Md5));
+    for t in offered {
         let mut value = String::with_capacity(t.before.len() + nonce.len() + t.after.len());
         value.push_str(&t.before);
         value.push_str(&nonce);
@@ -214,6 +224,7 @@ fn push_challenges(
 /// or 407 is then two copies and the nonce (which is base64url, never escaped).
 pub struct ChallengeTemplate {
     stale: bool,
+    algorithm: Algorithm,
     before: String,
     after: String,
 }
@@ -237,6 +248,7 @@ impl ChallengeTemplate {
                 let (before, after) = text.split_once(HOLE).expect("the nonce is in the header");
                 out.push(Self {
                     stale,
+                    algorithm,
                     before: before.to_owned(),
                     after: after.to_owned(),
                 });

@@ -107,6 +107,8 @@ pub struct Engine {
     media_timeout: Duration,
     /// `rtp.public_address`: written into SDP instead of the local address.
     public_ip: Option<IpAddr>,
+    /// Where browser phones' media gateways bind.
+    browser: Arc<super::browser::Settings>,
 }
 
 impl Engine {
@@ -129,7 +131,21 @@ impl Engine {
             .public_address
             .as_deref()
             .and_then(|a| a.parse().ok());
+        let settings = &core.app.config;
+        let browser = Arc::new(super::browser::Settings {
+            public_ip: settings
+                .features
+                .webrtc
+                .public_address
+                .as_deref()
+                .and_then(|a| a.parse().ok())
+                .or(public_ip),
+            bind_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            port_min: settings.rtp.port_min,
+            port_max: settings.rtp.port_max,
+        });
         Self {
+            browser,
             core,
             layer: TransactionLayer::new(config),
             calls: HashMap::default(),

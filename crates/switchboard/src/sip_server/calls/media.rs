@@ -10,7 +10,9 @@ use switchboard_media::relay::Side;
 use switchboard_relay::RelaySession;
 use switchboard_sip::sdp::{Direction, SessionDescription};
 
+use super::browser::{self, BrowserLeg};
 use super::call::Leg;
+use switchboard_sip::transaction::TransactionKey;
 
 /// The relay side facing `leg`'s phone.
 pub fn side(leg: Leg) -> Side {
@@ -29,9 +31,15 @@ pub struct Media {
     on_hold: bool,
     /// The codec of the last answer (first format of the relayed stream).
     pub codec: Option<String>,
-    /// The last SDP each leg's phone sent, as it sent it: a transfer offers the
-    /// remaining phone's to whoever takes the other's place.
+    /// The last SDP each leg's phone sent, as it sent it (a browser's as its gateway
+    /// turned it to plain RTP): a transfer offers the remaining phone's to whoever
+    /// takes the other's place.
     pub last_sdp: [Option<Bytes>; 2],
+    /// The WebRTC gateway of a leg that is a browser phone.
+    browser: [Option<BrowserLeg>; 2],
+    /// Browsers rung with an offer of their own, by fork, until one answers.
+    browser_forks: Vec<(TransactionKey, BrowserLeg)>,
+    settings: std::sync::Arc<browser::Settings>,
 }
 
 impl std::fmt::Debug for Media {
@@ -44,6 +52,10 @@ impl std::fmt::Debug for Media {
             )
             .field("holding", &self.holding)
             .field("codec", &self.codec)
+            .field(
+                "browser",
+                &[self.browser[0].is_some(), self.browser[1].is_some()],
+            )
             .finish()
     }
 }
@@ -53,7 +65,7 @@ impl std::fmt::Debug for Media {
 pub struct Unusable(pub String);
 
 impl Media {
-    pub fn new(session: RelaySession) -> Self {
+    pub fn new(session: RelaySession, settings: std::sync::Arc<browser::Settings>) -> Self {
         Self {
             session,
             holding: [false; 2],
@@ -61,6 +73,67 @@ impl Media {
             on_hold: false,
             codec: None,
             last_sdp: [None, None],
+            browser: [None, None],
+            browser_forks: Vec::new(),
+            settings,
+        }
+    }
+
+    /// Our WebRTC offer for a browser rung as leg B (fork `key` once sent): the
+    /// browser's own gateway, towards the relay's port facing leg B.
+    pub fn offer_to_browser(&self, towards: IpAddr) -> Result<BrowserLeg, Unusable> {
+        BrowserLeg::offer(&self.settings, towards, self.relay_addr(Leg::B)).map_err(Unusable)
+    }
+
+    /// Keeps the gateway of the browser rung by fork `key`.
+    pub fn add_browser_fork(&mut self, key: TransactionKey, leg: BrowserLeg) {
+        self.browser_forks.push((key, leg));
+    }
+
+    /// Fork `key` sent SDP: if it is a browser's, its gateway becomes leg B's (the
+    /// other browsers' are let go once one answers).
+    pub fn browser_fork_answers(&mut self, key: &TransactionKey, final_answer: bool) {
+        if let Some(i) = self.browser_forks.iter().position(|(k, _)| k == key) {
+            let (_, leg) = self.browser_forks.swap_remove(i);
+            self.browser[1] = Some(leg);
+        }
+        if final_answer {
+            self.browser_forks.clear();
+        }
+    }
+
+    /// The relay's port facing `leg`, as a gateway on this machine reaches it.
+    fn relay_addr(&self, leg: Leg) -> std::net::SocketAddr {
+        (std::net::Ipv4Addr::LOCALHOST, self.session.port(side(leg))).into()
+    }
+
+    /// A browser's WebRTC SDP from `from`, as plain RTP from its gateway: an offer gets
+    /// a gateway (and our answer, kept for the browser), an answer completes ours.
+    fn plain_from_browser(
+        &mut self,
+        from: Leg,
+        body: &[u8],
+        towards: IpAddr,
+    ) -> Result<Bytes, Unusable> {
+        let relay = self.relay_addr(from);
+        let slot = &mut self.browser[usize::from(from == Leg::B)];
+        match slot {
+            Some(leg) if leg.awaiting_answer => {
+                leg.accept_answer(body).map_err(Unusable)?;
+                Ok(leg.plain_sdp.clone())
+            }
+            // The same offer relayed to another phone rung, the same answer again.
+            Some(leg) if leg.remote_sdp.as_deref() == Some(body) => Ok(leg.plain_sdp.clone()),
+            Some(_) => Err(Unusable(
+                "A browser phone cannot renegotiate media during a call yet".into(),
+            )),
+            None => {
+                let leg =
+                    BrowserLeg::answer(&self.settings, body, towards, relay).map_err(Unusable)?;
+                let plain = leg.plain_sdp.clone();
+                *slot = Some(leg);
+                Ok(plain)
+            }
         }
     }
 
@@ -106,6 +179,38 @@ impl Media {
     }
 
     fn relay(
+        &mut self,
+        from: Leg,
+        body: &[u8],
+        sdp: SessionDescription,
+        towards: IpAddr,
+        offer: Option<&SessionDescription>,
+    ) -> Result<Bytes, Unusable> {
+        let to = usize::from(from != Leg::B);
+        if let Some(leg) = &self.browser[to]
+            && offer.is_none()
+            && !leg.awaiting_answer
+        {
+            // An offer to a browser in a call would need its own WebRTC offer.
+            return Err(Unusable(
+                "The browser phone in this call cannot renegotiate media yet".into(),
+            ));
+        }
+        let anchored = if browser::is_webrtc(&sdp) {
+            let plain = self.plain_from_browser(from, body, towards)?;
+            let sdp = parse(&plain)?;
+            self.anchor(from, &plain, sdp, towards, offer)?
+        } else {
+            self.anchor(from, body, sdp, towards, offer)?
+        };
+        // A browser gets our WebRTC answer to its offer, not the plain one.
+        match &self.browser[to] {
+            Some(leg) if offer.is_some() => Ok(leg.local_sdp.clone()),
+            _ => Ok(anchored),
+        }
+    }
+
+    fn anchor(
         &mut self,
         from: Leg,
         body: &[u8],
@@ -195,12 +300,21 @@ mod tests {
         text + extra
     }
 
+    fn settings() -> std::sync::Arc<browser::Settings> {
+        std::sync::Arc::new(browser::Settings {
+            public_ip: None,
+            bind_ip: Ipv4Addr::LOCALHOST.into(),
+            port_min: 42_100,
+            port_max: 42_199,
+        })
+    }
+
     const PBX: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5));
 
     #[test]
     fn an_offer_leaves_pointed_at_the_port_facing_the_other_phone() {
         let relay = relay();
-        let mut media = Media::new(relay.allocate().unwrap());
+        let mut media = Media::new(relay.allocate().unwrap(), settings());
         let offer = sdp(4000, "0 8 101", "");
         let (out, original) = media.relay_offer(Leg::A, offer.as_bytes(), PBX).unwrap();
         assert_eq!(
@@ -226,7 +340,7 @@ mod tests {
     #[test]
     fn answers_are_cut_to_the_offer_and_hold_is_seen() {
         let relay = relay();
-        let mut media = Media::new(relay.allocate().unwrap());
+        let mut media = Media::new(relay.allocate().unwrap(), settings());
         let offer = SessionDescription::parse(&sdp(4000, "0 101", "")).unwrap();
         // The answer names PCMA, which was not offered: only PCMU and events remain.
         let answer = sdp(5000, "8 0 101", "a=sendonly\r\n");
@@ -251,7 +365,7 @@ mod tests {
     #[test]
     fn unusable_sdp_is_refused_with_a_reason() {
         let relay = relay();
-        let mut media = Media::new(relay.allocate().unwrap());
+        let mut media = Media::new(relay.allocate().unwrap(), settings());
         let garbage = media.relay_sdp(Leg::A, b"v=0\r\nnonsense", PBX, None);
         assert!(garbage.unwrap_err().0.starts_with("Bad SDP"));
         let video = sdp(4000, "0", "").replace("m=audio", "m=video");

@@ -4,6 +4,7 @@
 //! runs the engine for the threads that receive messages, drives its timers and gives
 //! the rest of the server its handle.
 
+mod browser;
 mod call;
 mod engine;
 mod media;

@@ -85,6 +85,11 @@ impl Engine {
             if current.is_some() && call.phase == Phase::Ringing && matches!(code, 180 | 183) {
                 let towards = advertised(self.public_ip, &mut self.local_ips, &call.a.flow);
                 // Early media is relayed like the answer; an unusable one is left out.
+                if let Some(media) = call.media.as_mut()
+                    && !resp.body.is_empty()
+                {
+                    media.browser_fork_answers(key, false);
+                }
                 let body = answer_body(call, &resp, towards).ok().flatten();
                 let ringing =
                     call::response(&call.a_invite, code, resp.reason(), &call.a, body.clone());
@@ -193,6 +198,9 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        if let Some(media) = call.media.as_mut() {
+            media.browser_fork_answers(key, true);
+        }
         let body = match answer_body(call, &resp, towards) {
             Ok(body) => body,
             Err(Unusable(why)) => {

@@ -223,7 +223,7 @@ impl Engine {
                 }
             }
             match self.core.relay.allocate() {
-                Ok(session) => media = Some(Media::new(session)),
+                Ok(session) => media = Some(Media::new(session, self.browser.clone())),
                 Err(e) => {
                     tracing::warn!(error = %e, "no media relay ports for a call");
                     self.respond_plain(key, &invite, 503, Some("No media ports available"), now);
@@ -307,14 +307,23 @@ impl Engine {
                     let Some(call) = self.calls.get_mut(&id) else {
                         return;
                     };
+                    let mut browser = None;
                     let body = match (call.media.as_mut(), &call.offer) {
                         (Some(media), Some((content_type, offer))) => {
-                            let relayed = match &call.offer_sdp {
+                            let mut relayed = match &call.offer_sdp {
                                 Some(parsed) => {
                                     media.relay_parsed(Leg::A, offer, parsed.clone(), towards)
                                 }
                                 None => media.relay_sdp(Leg::A, offer, towards, None),
                             };
+                            // A browser phone gets a WebRTC offer from a gateway of its own.
+                            if relayed.is_ok() && is_browser(&binding.flow) {
+                                relayed = media.offer_to_browser(towards).map(|leg| {
+                                    let sdp = leg.local_sdp.clone();
+                                    browser = Some(leg);
+                                    sdp
+                                });
+                            }
                             match relayed {
                                 Ok(sdp) => Some((content_type.clone(), sdp)),
                                 Err(Unusable(why)) => {
@@ -338,6 +347,9 @@ impl Engine {
                     {
                         started += 1;
                         if let Some(call) = self.calls.get_mut(&id) {
+                            if let (Some(media), Some(leg)) = (call.media.as_mut(), browser) {
+                                media.add_browser_fork(key.clone(), leg);
+                            }
                             call.forks
                                 .push(Fork::new(key, invite, binding.flow.clone()));
                         }
@@ -401,4 +413,11 @@ impl Engine {
         tracing::debug!(call = %self.calls[&id].uuid, %target, "call forwarded");
         self.route(id, target, now);
     }
+}
+
+/// Whether a phone reached over `flow` is a browser (SIP over WebSocket), whose media
+/// is WebRTC.
+fn is_browser(flow: &Flow) -> bool {
+    use crate::config::SipTransport;
+    matches!(flow.transport, SipTransport::Ws | SipTransport::Wss)
 }
