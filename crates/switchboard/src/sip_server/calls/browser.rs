@@ -42,11 +42,16 @@ pub fn is_webrtc(sdp: &SessionDescription) -> bool {
         .is_some_and(|m| m.proto.contains("TLS") || m.proto.ends_with("SAVPF"))
 }
 
+/// Run once the browser's media is connected.
+type OnConnected = Box<dyn FnOnce() + Send>;
+
 struct Shared {
     peer: Mutex<WebRtcPeer>,
     /// The task has something new to poll (an answer applied) or should stop.
     wake: Notify,
     closed: AtomicBool,
+    /// `Some(..)` while someone waits for ICE and DTLS; the flag says they are up.
+    connected: Mutex<(bool, Option<OnConnected>)>,
 }
 
 /// One browser leg's gateway. Dropping it ends the task and frees its sockets.
@@ -116,6 +121,21 @@ impl BrowserLeg {
         Ok(())
     }
 
+    /// Runs `then` once ICE and DTLS are up (from the gateway's task) and returns
+    /// true; false, without keeping it, when they are up already.
+    pub fn when_connected(&self, then: impl FnOnce() + Send + 'static) -> bool {
+        let mut state = self
+            .shared
+            .connected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.0 {
+            return false;
+        }
+        state.1 = Some(Box::new(then));
+        true
+    }
+
     fn start(
         peer: WebRtcPeer,
         local_sdp: String,
@@ -132,6 +152,7 @@ impl BrowserLeg {
             peer: Mutex::new(peer),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
+            connected: Mutex::new((false, None)),
         });
         for s in [&browser_socket, &plain_socket] {
             s.set_nonblocking(true)
@@ -227,13 +248,28 @@ async fn run(
     loop {
         if shared.closed.load(Ordering::Acquire) {
             lock(&shared).close();
-            drain(&shared, &browser, &plain, relay, ssrc, &mut towards_relay);
+            let _ = drain(&shared, &browser, &plain, relay, ssrc, &mut towards_relay);
             return;
         }
-        let Some(deadline) = drain(&shared, &browser, &plain, relay, ssrc, &mut towards_relay)
+        let Some((deadline, connected)) =
+            drain(&shared, &browser, &plain, relay, ssrc, &mut towards_relay)
         else {
             return;
         };
+        if connected {
+            // Outside the peer's lock: the call engine takes it while it holds its own.
+            let then = {
+                let mut state = shared
+                    .connected
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                state.0 = true;
+                state.1.take()
+            };
+            if let Some(then) = then {
+                then();
+            }
+        }
         tokio::select! {
             got = browser.recv_from(&mut from_browser) => {
                 let Ok((n, from)) = got else { continue };
@@ -274,8 +310,8 @@ async fn run(
     }
 }
 
-/// Does what the peer asks until it only has a timeout left (returned); `None` once
-/// the session is over.
+/// Does what the peer asks until it only has a timeout left (returned, with whether
+/// the media connected meanwhile); `None` once the session is over.
 fn drain(
     shared: &Shared,
     browser: &UdpSocket,
@@ -283,8 +319,9 @@ fn drain(
     relay: SocketAddr,
     ssrc: u32,
     buf: &mut Vec<u8>,
-) -> Option<Instant> {
+) -> Option<(Instant, bool)> {
     let mut peer = lock(shared);
+    let mut connected = false;
     loop {
         match peer.poll() {
             Output::Transmit { to, data, .. } => {
@@ -305,10 +342,13 @@ fn drain(
                 buf.extend_from_slice(&packet.payload);
                 let _ = plain.try_send_to(buf, relay);
             }
-            Output::Connected => tracing::debug!(%relay, "browser media connected"),
+            Output::Connected => {
+                tracing::debug!(%relay, "browser media connected");
+                connected = true;
+            }
             Output::Disconnected => tracing::debug!(%relay, "browser media lost"),
             Output::Closed => return None,
-            Output::Timeout(at) => return Some(at),
+            Output::Timeout(at) => return Some((at, connected)),
         }
     }
 }

@@ -157,6 +157,9 @@ pub struct Call {
     /// The application answering the call in place of a phone (voicemail, the
     /// auto attendant): leg B is then its socket, not a dialog.
     pub app: Option<super::engine::AppLeg>,
+    /// A browser answered, and its answer waits for its media to be up before the
+    /// caller gets it (spec 03: the first words are not lost): the body for leg A.
+    pub held_answer: Option<Option<Body>>,
 }
 
 /// A transfer under way (RFC 3515 REFER, RFC 5589): the leg `by` asked that the other

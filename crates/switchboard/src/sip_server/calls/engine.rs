@@ -79,11 +79,17 @@ enum Timer {
     Media(u64),
     /// A blind transfer's ringing ends.
     Transfer(u64),
+    /// A browser's answer held for its media is given to the caller anyway.
+    BrowserMedia(u64),
 }
 
 /// How long an INVITE waits for a provisional response before the transaction
 /// layer sends 100 Trying (RFC 3261 §17.2.1).
 const TRYING_DELAY: Duration = Duration::from_millis(200);
+
+/// How long a browser's answer waits for its media (ICE and DTLS take a few round
+/// trips; a browser that cannot connect hangs up by itself).
+const BROWSER_MEDIA_WAIT: Duration = Duration::from_secs(5);
 
 pub use self::apps::AppLeg;
 
@@ -204,6 +210,7 @@ impl Engine {
                 }
             }
             Command::AppDone(call) => self.app_done(call, now),
+            Command::BrowserConnected(call) => self.release_answer(call, now),
         }
     }
 
@@ -400,6 +407,12 @@ impl Engine {
                 Timer::Retransmit(id, leg) => self.retransmit(id, leg, at, now),
                 Timer::Media(id) => self.check_media(id, now),
                 Timer::Transfer(id) => self.transfer_timeout(id, at, now),
+                Timer::BrowserMedia(id) => {
+                    if self.calls.get(&id).is_some_and(|c| c.held_answer.is_some()) {
+                        tracing::warn!(call = id, "browser media not up in time; answering anyway");
+                    }
+                    self.release_answer(id, now);
+                }
             }
         }
     }

@@ -102,6 +102,14 @@ impl Media {
         }
     }
 
+    /// When `leg` is a browser whose media is not up yet: runs `then` once it is, and
+    /// returns true.
+    pub fn when_browser_connected(&self, leg: Leg, then: impl FnOnce() + Send + 'static) -> bool {
+        self.browser[usize::from(leg == Leg::B)]
+            .as_ref()
+            .is_some_and(|b| b.when_connected(then))
+    }
+
     /// The relay's port facing `leg`, as a gateway on this machine reaches it.
     fn relay_addr(&self, leg: Leg) -> std::net::SocketAddr {
         (std::net::Ipv4Addr::LOCALHOST, self.session.port(side(leg))).into()

@@ -68,6 +68,8 @@ pub enum Command {
     },
     /// The application answering call `.0` has finished: the caller is hung up.
     AppDone(u64),
+    /// The browser that answered call `.0` has its media up: the caller gets the answer.
+    BrowserConnected(u64),
 }
 
 /// The rest of the server's view of the engine.

@@ -236,7 +236,41 @@ impl Engine {
             call.forks = won;
             rest
         };
-        let ok = call::response(&call.a_invite, 200, None, &call.a, body.clone());
+        // A browser's answer waits for its ICE and DTLS (spec 03), at most a few
+        // seconds: until then what the caller says would be lost.
+        let core = self.core.clone();
+        let wait = call.media.as_ref().is_some_and(|m| {
+            m.when_browser_connected(Leg::B, move || {
+                core.calls.resume(&core, Command::BrowserConnected(id));
+            })
+        });
+        for fork in others {
+            self.abandon(id, fork, now);
+        }
+        if wait {
+            tracing::debug!(call = id, "answer held until the browser's media is up");
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.held_answer = Some(body);
+            }
+            self.schedule(now + BROWSER_MEDIA_WAIT, Timer::BrowserMedia(id));
+            return;
+        }
+        self.answer_caller(id, body, now);
+    }
+
+    /// The caller's answer held for a browser's media, now (once).
+    pub(super) fn release_answer(&mut self, id: u64, now: Instant) {
+        if let Some(body) = self.calls.get_mut(&id).and_then(|c| c.held_answer.take()) {
+            self.answer_caller(id, body, now);
+        }
+    }
+
+    /// Leg B answered: leg A gets its 200 with `body`.
+    fn answer_caller(&mut self, id: u64, body: Option<call::Body>, now: Instant) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let ok = call::response(&call.a_invite, 200, None, &call.a, body);
         let watch_media = call.media.is_some();
         let a_key = call.a_invite_key.clone();
         let seq = call.a.dialog.remote_seq.unwrap_or(0);
@@ -249,9 +283,6 @@ impl Engine {
             a.media_ports = answered.media_ports;
         });
         let _ = self.records.send(CallEvent::Answered(answered));
-        for fork in others {
-            self.abandon(id, fork, now);
-        }
         self.respond(&a_key, ok.clone(), now);
         self.expect_ack(id, Leg::A, &ok, a_flow, seq, now);
         if watch_media {

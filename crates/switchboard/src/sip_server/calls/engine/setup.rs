@@ -269,6 +269,7 @@ impl Engine {
             b_ack: None,
             transfer: None,
             app: None,
+            held_answer: None,
             a_invite: invite,
         };
         self.by_call_id.insert(call.a.dialog.call_id.clone(), id);
