@@ -1,6 +1,7 @@
 // A standard WebRTC SIP client (JsSIP, bundled here with esbuild) in headless Chromium
 // registers over the PBX's /sip WebSocket, calls through its WebRTC gateway with a fake
-// microphone (Chromium's beep), then takes a call from a plain SIP phone. Started by the Rust test
+// microphone (Chromium's beep), then takes a call from a plain SIP phone, then presses
+// a key for the auto attendant. Started by the Rust test
 // `sip_websocket::jssip_in_chromium_calls_through_the_webrtc_gateway`, which gives the
 // server and the extension in the environment, and checks afterwards what the PBX
 // received.
@@ -99,6 +100,25 @@ test('JsSIP in Chromium registers over /sip and calls with audio both ways', { s
       incoming.answer({ mediaConstraints: { audio: true, video: false }, pcConfig: { iceServers: [] } });
     });
     clearInterval(polling);
+
+    // Last, DTMF through the gateway (RFC 4733): the auto attendant on 0 takes key 0 to
+    // the operator, whose voicemail records the browser.
+    const attendant = ua.call(`sip:0@${host}`, {
+      mediaConstraints: { audio: true, video: false },
+      pcConfig: { iceServers: [] },
+    });
+    await new Promise((resolve, reject) => {
+      attendant.on('confirmed', resolve);
+      attendant.on('failed', (e) => reject(new Error(`call to the attendant failed: ${e.cause}`)));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    attendant.sendDTMF('0', { transportType: 'RFC2833', duration: 160 });
+    console.log('pressed 0');
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    const hungUp = new Promise((resolve) => attendant.on('ended', resolve));
+    attendant.terminate();
+    await hungUp;
+
     await new Promise((resolve) => {
       ua.on('unregistered', resolve);
       ua.stop();

@@ -160,7 +160,9 @@ async fn the_upgrade_needs_the_sip_subprotocol_and_webrtc_turned_on() {
 /// 2001 and calls 2002, which is not registered: the voicemail greeting plays to the
 /// browser through the WebRTC gateway (about 8 s), and then Chromium's fake microphone
 /// is recorded. Then a plain SIP phone here calls the browser, which answers: audio
-/// both ways, checked on this side as decoded samples.
+/// both ways, checked on this side as decoded samples. Last, the browser calls the
+/// auto attendant and presses 0 (RFC 4733 through the gateway): the operator's
+/// voicemail takes its message.
 #[tokio::test]
 async fn jssip_in_chromium_calls_through_the_webrtc_gateway() {
     let browser_dir = crate::harness::repo_root().join("tests/browser");
@@ -227,6 +229,14 @@ async fn jssip_in_chromium_calls_through_the_webrtc_gateway() {
     );
     let status = node.wait().await.unwrap();
     assert!(status.success(), "the JsSIP test failed");
+    // Its key 0 took it from the auto attendant to the operator's voicemail.
+    eventually("the message to the operator", || async {
+        let (_, body) = admin.get("/api/voicemail/1001").await;
+        body["items"].as_array().is_some_and(|i| i.len() == 1)
+    })
+    .await;
+    let (_, body) = admin.get("/api/voicemail/1001").await;
+    assert_eq!(body["items"][0]["caller"], "2001", "{body}");
     // The browser's registration ended with its socket.
     eventually("the browser's binding to go", || async {
         bindings(&server, "2001").await.is_empty()
