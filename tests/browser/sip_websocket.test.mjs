@@ -89,9 +89,18 @@ test('JsSIP in Chromium registers over /sip and calls with audio both ways', { s
     console.log('incoming call');
     let called = null;
     let polling = null;
+    // The browser holds and resumes once (re-INVITEs through the gateway).
+    const held = { hold: false, unhold: false };
+    incoming.on('hold', () => {
+      held.hold = true;
+      console.log('held');
+      setTimeout(() => incoming.unhold(), 300);
+    });
+    incoming.on('unhold', () => { held.unhold = true; console.log('resumed'); });
     await new Promise((resolve, reject) => {
       incoming.on('confirmed', () => {
         console.log('answered the incoming call');
+        setTimeout(() => incoming.hold(), 500);
         // Stats vanish with the connection: keep the latest.
         polling = setInterval(async () => { called = await audioStats(incoming.connection); }, 250);
       });
@@ -123,7 +132,7 @@ test('JsSIP in Chromium registers over /sip and calls with audio both ways', { s
       ua.on('unregistered', resolve);
       ua.stop();
     });
-    return { calling, called };
+    return { calling, called, held };
 
     async function audioStats(connection) {
       const stats = await connection.getStats();
@@ -150,5 +159,6 @@ test('JsSIP in Chromium registers over /sip and calls with audio both ways', { s
   assert.match(calling.codec, /PCM[UA]/i, 'G.711 end to end, nothing transcoded');
   assert.ok(called && called.received > 50, `the browser heard its caller: ${JSON.stringify(outcome)}`);
   assert.ok(called.sent > 50, `the browser spoke to its caller: ${JSON.stringify(outcome)}`);
+  assert.deepEqual(outcome.held, { hold: true, unhold: true }, 'the browser held and resumed');
   assert.deepEqual(problems, []);
 });

@@ -290,6 +290,7 @@ async fn call_the_browser(caller: &mut Phone) -> (usize, usize) {
     let mut buf = [0u8; 2048];
     let (mut heard, mut loud) = (0, 0);
     let mut decoded = Vec::new();
+    let mut directions = Vec::new();
     for seq in 0..200u16 {
         tick.tick().await;
         let mut packet = [0u8; HEADER_LEN].to_vec();
@@ -303,6 +304,23 @@ async fn call_the_browser(caller: &mut Phone) -> (usize, usize) {
         header.write((&mut packet[..HEADER_LEN]).try_into().unwrap());
         packet.extend_from_slice(&payload);
         rtp.send_to(&packet, relay).await.unwrap();
+        // The browser holds and resumes: its re-INVITEs are answered in kind.
+        while let Some(m) = caller.try_recv(std::time::Duration::from_millis(1)).await {
+            if m.method() != Some(&Method::Invite) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&m.body).into_owned();
+            let (theirs, ours) = if text.contains("a=sendonly") {
+                ("sendonly", "recvonly")
+            } else {
+                ("sendrecv", "sendrecv")
+            };
+            directions.push(theirs);
+            let mut ok = Message::response_to(&m, 200, None);
+            ok.push(HeaderName::Contact, caller.contact());
+            ok.set_body("application/sdp", format!("{offer}a={ours}\r\n"));
+            caller.send(&ok).await;
+        }
         while let Ok((n, _)) = rtp.try_recv_from(&mut buf) {
             let Some(body) = switchboard_media::rtp::payload(&buf[..n]) else {
                 continue;
@@ -332,5 +350,10 @@ async fn call_the_browser(caller: &mut Phone) -> (usize, usize) {
             break;
         }
     }
+    assert_eq!(
+        directions,
+        ["sendonly", "sendrecv"],
+        "the browser's hold and resume reached the caller"
+    );
     (heard, loud)
 }

@@ -256,6 +256,26 @@ impl WebRtcPeer {
         Ok((peer, answer))
     }
 
+    /// Answers a new offer from the browser within the session (hold, resume): the same
+    /// ICE and DTLS go on; only the first audio m-line is kept, as in
+    /// [`WebRtcPeer::accept_offer`].
+    pub fn accept_reoffer(&mut self, offer_sdp: &str) -> Result<String, WebRtcError> {
+        if self.closed {
+            return Err(WebRtcError::Closed);
+        }
+        let narrowed = sdp::narrow_offer(offer_sdp)?;
+        let offer = SdpOffer::from_sdp_string(&narrowed.sdp)
+            .map_err(|e| WebRtcError::Sdp(e.to_string()))?;
+        let answer = self.rtc.sdp_api().accept_offer(offer);
+        self.drain();
+        let answer = answer.map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
+        self.negotiated()?;
+        Ok(sdp::reject_in_answer(
+            answer.to_sdp_string(),
+            &narrowed.rejected,
+        ))
+    }
+
     /// Makes an offer for calling the browser: one send-receive audio m-line with PCMU,
     /// PCMA and telephone-event ([`OFFERED_TELEPHONE_EVENT_PT`]). The browser's answer
     /// goes to [`WebRtcPeer::accept_answer`].

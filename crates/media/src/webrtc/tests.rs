@@ -852,3 +852,34 @@ fn sequence_numbers_are_extended_across_wraps() {
     );
     assert_eq!(extend_sequence(Some(5), 65530), 65530);
 }
+
+/// The browser holds (a new offer, send-only) and resumes within the session: each
+/// offer is answered by the same peer, ICE and DTLS go on, and audio flows after.
+#[test]
+fn a_browser_holds_and_resumes_in_the_same_session() {
+    let now = Instant::now();
+    let (mut net, _) = browser_calls(now);
+    net.connect();
+    for (direction, answered) in [
+        (Direction::SendOnly, "a=recvonly"),
+        (Direction::SendRecv, "a=sendrecv"),
+    ] {
+        let mut api = net.browser.sdp_api();
+        api.set_direction(net.browser_mid, direction);
+        let (offer, pending) = api.apply().unwrap();
+        let answer = net.server.accept_reoffer(&offer.to_sdp_string()).unwrap();
+        assert!(answer.contains(answered), "{answer}");
+        assert_eq!(media_lines(&answer).len(), 1, "{answer}");
+        net.browser
+            .sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        net.drain_browser();
+        net.drain_server();
+    }
+    assert!(net.server.is_connected());
+    exchange_audio(&mut net);
+    // Garbage as a new offer is refused without ending the session.
+    assert!(net.server.accept_reoffer("v=0\r\nnonsense").is_err());
+    assert!(net.server.is_connected());
+}

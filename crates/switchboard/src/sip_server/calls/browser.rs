@@ -17,7 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use switchboard_media::rtp::{self, HEADER_LEN, RtpHeader};
 use switchboard_media::webrtc::{Codec, Output, WebRtcPeer};
-use switchboard_sip::sdp::SessionDescription;
+use switchboard_sip::sdp::{Direction, SessionDescription};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
@@ -105,6 +105,25 @@ impl BrowserLeg {
         Ok(leg)
     }
 
+    /// A new offer from the browser in the call (hold, resume): answered by the same
+    /// peer; the plain SDP then carries the browser's direction, which the relay and
+    /// the other phone take as hold or resume.
+    pub fn answer_again(&mut self, offer: &[u8], direction: Direction) -> Result<(), String> {
+        let text = std::str::from_utf8(offer).map_err(|_| "SDP is not UTF-8".to_owned())?;
+        let (answer, plain) = {
+            let mut peer = lock(&self.shared);
+            let answer = peer
+                .accept_reoffer(text)
+                .map_err(|e| format!("WebRTC offer refused: {e}"))?;
+            (answer, plain_sdp(&peer, self.plain_addr, direction))
+        };
+        self.local_sdp = Bytes::from(answer);
+        self.plain_sdp = plain;
+        self.remote_sdp = Some(Bytes::copy_from_slice(offer));
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
     /// The browser's answer to our offer; the plain SDP then names its codecs.
     pub fn accept_answer(&mut self, answer: &[u8]) -> Result<(), String> {
         let text = std::str::from_utf8(answer).map_err(|_| "SDP is not UTF-8".to_owned())?;
@@ -112,7 +131,7 @@ impl BrowserLeg {
             let mut peer = lock(&self.shared);
             peer.accept_answer(text)
                 .map_err(|e| format!("WebRTC answer refused: {e}"))?;
-            plain_sdp(&peer, self.plain_addr)
+            plain_sdp(&peer, self.plain_addr, Direction::SendRecv)
         };
         self.plain_sdp = plain;
         self.remote_sdp = Some(Bytes::copy_from_slice(answer));
@@ -147,7 +166,7 @@ impl BrowserLeg {
         let plain_addr = plain_socket
             .local_addr()
             .map_err(|e| format!("loopback socket: {e}"))?;
-        let plain_sdp = plain_sdp(&peer, plain_addr);
+        let plain_sdp = plain_sdp(&peer, plain_addr, Direction::SendRecv);
         let shared = Arc::new(Shared {
             peer: Mutex::new(peer),
             wake: Notify::new(),
@@ -206,8 +225,9 @@ fn bind_browser_socket(
     Err("no free port for the browser's media (rtp.port_min, rtp.port_max)".into())
 }
 
-/// The plain side's SDP: the loopback socket, the negotiated codecs under their numbers.
-fn plain_sdp(peer: &WebRtcPeer, at: SocketAddr) -> Bytes {
+/// The plain side's SDP: the loopback socket, the negotiated codecs under their numbers,
+/// the browser's direction.
+fn plain_sdp(peer: &WebRtcPeer, at: SocketAddr, direction: Direction) -> Bytes {
     let codecs = peer.codecs();
     let mut formats = String::new();
     let mut maps = String::new();
@@ -225,8 +245,14 @@ fn plain_sdp(peer: &WebRtcPeer, at: SocketAddr) -> Bytes {
         }
     }
     let ip = at.ip();
+    let direction = match direction {
+        Direction::SendRecv => "sendrecv",
+        Direction::SendOnly => "sendonly",
+        Direction::RecvOnly => "recvonly",
+        Direction::Inactive => "inactive",
+    };
     Bytes::from(format!(
-        "v=0\r\no=- {port} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP{formats}\r\n{maps}a=ptime:20\r\na=sendrecv\r\n",
+        "v=0\r\no=- {port} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP{formats}\r\n{maps}a=ptime:20\r\na={direction}\r\n",
         port = at.port()
     ))
 }

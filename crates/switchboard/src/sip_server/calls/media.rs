@@ -121,6 +121,7 @@ impl Media {
         &mut self,
         from: Leg,
         body: &[u8],
+        direction: Direction,
         towards: IpAddr,
     ) -> Result<Bytes, Unusable> {
         let relay = self.relay_addr(from);
@@ -132,9 +133,11 @@ impl Media {
             }
             // The same offer relayed to another phone rung, the same answer again.
             Some(leg) if leg.remote_sdp.as_deref() == Some(body) => Ok(leg.plain_sdp.clone()),
-            Some(_) => Err(Unusable(
-                "A browser phone cannot renegotiate media during a call yet".into(),
-            )),
+            // A new offer in the call: hold or resume.
+            Some(leg) => {
+                leg.answer_again(body, direction).map_err(Unusable)?;
+                Ok(leg.plain_sdp.clone())
+            }
             None => {
                 let leg =
                     BrowserLeg::answer(&self.settings, body, towards, relay).map_err(Unusable)?;
@@ -205,7 +208,12 @@ impl Media {
             ));
         }
         let anchored = if browser::is_webrtc(&sdp) {
-            let plain = self.plain_from_browser(from, body, towards)?;
+            let stream = sdp
+                .media
+                .iter()
+                .position(|m| m.media == "audio" && m.port != 0);
+            let direction = stream.map_or(Direction::SendRecv, |i| sdp.media_direction(i));
+            let plain = self.plain_from_browser(from, body, direction, towards)?;
             let sdp = parse(&plain)?;
             self.anchor(from, &plain, sdp, towards, offer)?
         } else {
