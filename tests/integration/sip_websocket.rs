@@ -336,7 +336,36 @@ async fn call_the_browser(caller: &mut Phone) -> (usize, usize) {
             }
         }
     }
+    // Then this phone holds and resumes: the browser gets WebRTC re-offers and answers.
     let mut dialog = dialog;
+    let mut answered = Vec::new();
+    for direction in ["sendonly", "sendrecv"] {
+        let via = caller.via();
+        let mut reinvite = dialog.request(Method::Invite, &via, &caller.contact());
+        reinvite.set_body("application/sdp", format!("{offer}a={direction}\r\n"));
+        caller.send(&reinvite).await;
+        let ok = loop {
+            let m = caller.recv().await;
+            if m.code().is_some_and(|c| c >= 200) {
+                break m;
+            }
+        };
+        assert_eq!(
+            ok.code(),
+            Some(200),
+            "the browser takes the re-INVITE: {ok}"
+        );
+        let text = String::from_utf8_lossy(&ok.body).into_owned();
+        answered.push(if text.contains("a=recvonly") {
+            "recvonly"
+        } else {
+            "sendrecv"
+        });
+        let mut ack = dialog.ack(dialog.local_seq, &caller.via());
+        ack.push(HeaderName::ContentLength, "0");
+        caller.send(&ack).await;
+    }
+    assert_eq!(answered, ["recvonly", "sendrecv"], "the browser's answers");
     let via = caller.via();
     let mut bye = dialog.request(Method::Bye, &via, &caller.contact());
     bye.push(HeaderName::ContentLength, "0");

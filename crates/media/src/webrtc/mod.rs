@@ -30,7 +30,8 @@ use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::{Codec as Str0mCodec, FormatParams};
-use str0m::media::{Direction, Frequency, MediaKind, Mid, Pt};
+pub use str0m::media::Direction;
+use str0m::media::{Frequency, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc, RtcConfig};
@@ -294,6 +295,25 @@ impl WebRtcPeer {
         peer.pending = Some(pending);
         peer.drain();
         Ok((peer, offer.to_sdp_string()))
+    }
+
+    /// A new offer to the browser within the session, its audio now `direction` as
+    /// seen from our side (the other phone holding: send-only; resuming: send-receive).
+    /// The answer goes to [`WebRtcPeer::accept_answer`]. `None` when that is the
+    /// direction already (str0m makes no offer without a change).
+    pub fn reoffer(&mut self, direction: Direction) -> Result<Option<String>, WebRtcError> {
+        if self.closed {
+            return Err(WebRtcError::Closed);
+        }
+        let mid = self.mid.ok_or(WebRtcError::NoAudio)?;
+        let mut api = self.rtc.sdp_api();
+        api.set_direction(mid, direction);
+        let Some((offer, pending)) = api.apply() else {
+            return Ok(None);
+        };
+        self.pending = Some(pending);
+        self.drain();
+        Ok(Some(offer.to_sdp_string()))
     }
 
     /// Applies the browser's answer to [`WebRtcPeer::offer`]. The offer is used up even

@@ -883,3 +883,32 @@ fn a_browser_holds_and_resumes_in_the_same_session() {
     assert!(net.server.accept_reoffer("v=0\r\nnonsense").is_err());
     assert!(net.server.is_connected());
 }
+
+/// The other phone holds and resumes: our new offers within the session (send-only,
+/// then send-receive) are answered by the browser and audio flows after.
+#[test]
+fn we_hold_and_resume_the_browser_in_the_same_session() {
+    let now = Instant::now();
+    let (mut net, _) = browser_calls(now);
+    net.connect();
+    for (direction, answered) in [
+        (Direction::SendOnly, "a=recvonly"),
+        (Direction::SendRecv, "a=sendrecv"),
+    ] {
+        let offer = net.server.reoffer(direction).unwrap().expect("an offer");
+        let answer = net
+            .browser
+            .sdp_api()
+            .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
+            .unwrap()
+            .to_sdp_string();
+        assert!(answer.contains(answered), "{answer}");
+        net.server.accept_answer(&answer).unwrap();
+        net.drain_browser();
+        net.drain_server();
+    }
+    // No change, no offer.
+    assert_eq!(net.server.reoffer(Direction::SendRecv).unwrap(), None);
+    assert!(net.server.is_connected());
+    exchange_audio(&mut net);
+}

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use switchboard_media::rtp::{self, HEADER_LEN, RtpHeader};
-use switchboard_media::webrtc::{Codec, Output, WebRtcPeer};
+use switchboard_media::webrtc::{self, Codec, Output, WebRtcPeer};
 use switchboard_sip::sdp::{Direction, SessionDescription};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
@@ -124,14 +124,36 @@ impl BrowserLeg {
         Ok(())
     }
 
+    /// Our new offer within the call (the other phone holds or resumes): `false`
+    /// when the browser's audio is that way already, so there is nothing to offer.
+    pub fn offer_again(&mut self, direction: Direction) -> Result<bool, String> {
+        let offer = {
+            let mut peer = lock(&self.shared);
+            peer.reoffer(match direction {
+                Direction::SendRecv => webrtc::Direction::SendRecv,
+                Direction::SendOnly => webrtc::Direction::SendOnly,
+                Direction::RecvOnly => webrtc::Direction::RecvOnly,
+                Direction::Inactive => webrtc::Direction::Inactive,
+            })
+            .map_err(|e| format!("no WebRTC offer: {e}"))?
+        };
+        let Some(offer) = offer else {
+            return Ok(false);
+        };
+        self.local_sdp = Bytes::from(offer);
+        self.awaiting_answer = true;
+        self.shared.wake.notify_one();
+        Ok(true)
+    }
+
     /// The browser's answer to our offer; the plain SDP then names its codecs.
-    pub fn accept_answer(&mut self, answer: &[u8]) -> Result<(), String> {
+    pub fn accept_answer(&mut self, answer: &[u8], direction: Direction) -> Result<(), String> {
         let text = std::str::from_utf8(answer).map_err(|_| "SDP is not UTF-8".to_owned())?;
         let plain = {
             let mut peer = lock(&self.shared);
             peer.accept_answer(text)
                 .map_err(|e| format!("WebRTC answer refused: {e}"))?;
-            plain_sdp(&peer, self.plain_addr, Direction::SendRecv)
+            plain_sdp(&peer, self.plain_addr, direction)
         };
         self.plain_sdp = plain;
         self.remote_sdp = Some(Bytes::copy_from_slice(answer));

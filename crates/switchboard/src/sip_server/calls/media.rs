@@ -39,6 +39,8 @@ pub struct Media {
     browser: [Option<BrowserLeg>; 2],
     /// Browsers rung with an offer of their own, by fork, until one answers.
     browser_forks: Vec<(TransactionKey, BrowserLeg)>,
+    /// Gateways of browsers transferred away, kept for the rest of the call.
+    departing: Vec<BrowserLeg>,
     settings: std::sync::Arc<browser::Settings>,
 }
 
@@ -75,6 +77,7 @@ impl Media {
             last_sdp: [None, None],
             browser: [None, None],
             browser_forks: Vec::new(),
+            departing: Vec::new(),
             settings,
         }
     }
@@ -110,6 +113,15 @@ impl Media {
             .is_some_and(|b| b.when_connected(then))
     }
 
+    /// `leg` is being transferred away: its browser's gateway, if any, keeps carrying
+    /// its media until it is gone, but offers to whoever is rung in its place are
+    /// plain.
+    pub fn transferring(&mut self, leg: Leg) {
+        if let Some(b) = self.browser[usize::from(leg == Leg::B)].take() {
+            self.departing.push(b);
+        }
+    }
+
     /// The relay's port facing `leg`, as a gateway on this machine reaches it.
     fn relay_addr(&self, leg: Leg) -> std::net::SocketAddr {
         (std::net::Ipv4Addr::LOCALHOST, self.session.port(side(leg))).into()
@@ -128,7 +140,7 @@ impl Media {
         let slot = &mut self.browser[usize::from(from == Leg::B)];
         match slot {
             Some(leg) if leg.awaiting_answer => {
-                leg.accept_answer(body).map_err(Unusable)?;
+                leg.accept_answer(body, direction).map_err(Unusable)?;
                 Ok(leg.plain_sdp.clone())
             }
             // The same offer relayed to another phone rung, the same answer again.
@@ -198,15 +210,6 @@ impl Media {
         offer: Option<&SessionDescription>,
     ) -> Result<Bytes, Unusable> {
         let to = usize::from(from != Leg::B);
-        if let Some(leg) = &self.browser[to]
-            && offer.is_none()
-            && !leg.awaiting_answer
-        {
-            // An offer to a browser in a call would need its own WebRTC offer.
-            return Err(Unusable(
-                "The browser phone in this call cannot renegotiate media yet".into(),
-            ));
-        }
         let anchored = if browser::is_webrtc(&sdp) {
             let stream = sdp
                 .media
@@ -219,10 +222,27 @@ impl Media {
         } else {
             self.anchor(from, body, sdp, towards, offer)?
         };
-        // A browser gets our WebRTC answer to its offer, not the plain one.
-        match &self.browser[to] {
+        match &mut self.browser[to] {
+            // A browser gets our WebRTC answer to its offer, not the plain one.
             Some(leg) if offer.is_some() => Ok(leg.local_sdp.clone()),
-            _ => Ok(anchored),
+            // An offer towards a browser in the call (the other phone holds or
+            // resumes): a new WebRTC offer of the same session, in that direction.
+            Some(leg) => {
+                let sent = parse(&anchored)?;
+                let stream = sent
+                    .media
+                    .iter()
+                    .position(|m| m.media == "audio" && m.port != 0);
+                let direction = stream.map_or(Direction::SendRecv, |i| sent.media_direction(i));
+                if leg.offer_again(direction).map_err(Unusable)? {
+                    Ok(leg.local_sdp.clone())
+                } else {
+                    Err(Unusable(
+                        "Nothing changes for the browser phone in this call".into(),
+                    ))
+                }
+            }
+            None => Ok(anchored),
         }
     }
 

@@ -161,6 +161,9 @@ impl Engine {
             ),
         };
         let (call_id, tag) = (call::call_id(), call::token());
+        if let Some(media) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) {
+            media.transferring(by);
+        }
         let mut forks = Vec::new();
         for binding in bindings {
             let Ok(target) = Uri::parse(&binding.contact_uri) else {
@@ -460,6 +463,7 @@ impl Engine {
         let Some(media) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else {
             return;
         };
+        media.transferring(by);
         let offer = media.last_sdp[usize::from(stays == Leg::B)]
             .clone()
             .and_then(|sdp| media.relay_sdp(stays, &sdp, towards, None).ok());
