@@ -33,6 +33,25 @@ pub struct Settings {
     pub port_max: u16,
 }
 
+/// `features.webrtc.public_address` as an IP address: itself, or a host name resolved
+/// once at start (the candidates of every call give it); `None`, logged, when it does
+/// not resolve.
+pub fn resolve(address: &str) -> Option<IpAddr> {
+    use std::net::ToSocketAddrs;
+    if let Ok(ip) = address.parse() {
+        return Some(ip);
+    }
+    let found = (address, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut all| all.find(|a| a.is_ipv4()).or_else(|| all.next()))
+        .map(|a| a.ip());
+    if found.is_none() {
+        tracing::warn!(%address, "features.webrtc.public_address does not resolve; browsers get the local address");
+    }
+    found
+}
+
 /// Whether `sdp`'s first audio stream is WebRTC's (DTLS-SRTP), which only a browser
 /// sends.
 pub fn is_webrtc(sdp: &SessionDescription) -> bool {

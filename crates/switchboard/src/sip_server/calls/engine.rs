@@ -144,7 +144,7 @@ impl Engine {
                 .webrtc
                 .public_address
                 .as_deref()
-                .and_then(|a| a.parse().ok())
+                .and_then(super::browser::resolve)
                 .or(public_ip),
             bind_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
             port_min: settings.rtp.port_min,
