@@ -30,4 +30,5 @@ mod voicemail;
 mod voicemail_email;
 mod voicemail_phone;
 mod webhooks;
+mod webrtc_sessions;
 mod yubico;

@@ -20,6 +20,7 @@ use crate::features::registered_phones::RegisteredPhoneService;
 use crate::features::security::ThreatService;
 use crate::features::voicemail::VoicemailService;
 use crate::features::webhooks::WebhookService;
+use crate::features::webrtc::WebrtcService;
 use crate::store::Db;
 
 pub struct App {
@@ -39,6 +40,8 @@ pub struct App {
     pub hot_desk: HotDeskService,
     pub webhooks: WebhookService,
     pub devices: DeviceService,
+    /// Browser phone sessions (spec 03).
+    pub webrtc: WebrtcService,
     /// Threat detection: what SIP and HTTP requests meet first.
     pub threats: Arc<ThreatService>,
     /// Outgoing e-mail; `None` when `smtp.host` is not set.
@@ -67,6 +70,7 @@ impl App {
             .with_mailer(mailer.clone(), config.voicemail.email_notifications);
         let auto_attendant = AutoAttendantService::new(db.clone(), &config);
         let devices = DeviceService::new(db.clone(), &config);
+        let webrtc = WebrtcService::new(db.clone(), &config, extensions.clone());
         let webhooks = WebhookService::new(db.clone(), master_key.clone(), &config);
         let threats = Arc::new(ThreatService::load(db.clone(), &config).await?);
         let mfa = MfaService::new(db.clone(), master_key.clone(), &config, threats.clone());
@@ -88,6 +92,7 @@ impl App {
             hot_desk,
             webhooks,
             devices,
+            webrtc,
             threats,
             mailer,
         })

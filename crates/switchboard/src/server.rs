@@ -98,6 +98,19 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                 }
             },
         ),
+        // WebPhone sessions idle past `features.webrtc.session_idle_timeout` end (with
+        // `webrtc.session_ended`, reason `expired`) within a fifth of the timeout.
+        spawn_every(stopped.clone(), app.webrtc.sweep_interval(), {
+            let app = app.clone();
+            move || {
+                let app = app.clone();
+                async move {
+                    if let Err(e) = app.webrtc.sweep_expired().await {
+                        tracing::warn!(error = %e, "WebPhone session expiry failed");
+                    }
+                }
+            }
+        }),
         spawn_every(stopped.clone(), SESSION_SWEEP_EVERY, {
             let app = app.clone();
             move || {

@@ -22,6 +22,7 @@ pub mod sip_websocket;
 pub mod system;
 pub mod voicemail;
 pub mod webhooks;
+pub mod webrtc;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,6 +77,7 @@ pub struct AppState {
         (name = "api-keys", description = "API keys for integrations"),
         (name = "registered-phones", description = "Devices that registered (seed 004)"),
         (name = "sip", description = "SIP over WebSocket (RFC 7118) for browser phones"),
+        (name = "webrtc", description = "Browser phone (WebPhone) sessions (seed 001)"),
         (name = "system", description = "System overview"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
@@ -133,6 +135,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(api_keys::routes())
         .merge(registered_phones::routes())
         .merge(sip_websocket::routes())
+        .merge(webrtc::routes())
         .merge(system::routes())
         .merge(health::routes())
 }

@@ -402,6 +402,29 @@ security:
     }
 
     #[test]
+    fn ice_servers_must_be_stun_or_turn_urls() {
+        let ok = "features:\n  webrtc:\n    ice_servers: [\"stun:stun.example.com:3478\", \"turn:[2001:db8::1]:3478?transport=tcp\", \"stuns:stun.example.com\"]\n";
+        let loaded = load_str(ok, "t", props(&[])).unwrap();
+        assert_eq!(loaded.config.features.webrtc.ice_servers.len(), 3);
+        for bad in [
+            "http://stun.example.com",
+            "stun:",
+            "stun://host",
+            "turn:user@host",
+            "stun:a b",
+        ] {
+            let yaml = format!(
+                "features:\n  webrtc:\n    ice_servers: [\"stun:ok.example.com\", \"{bad}\"]\n"
+            );
+            let err = load_str(&yaml, "t", props(&[])).unwrap_err().to_string();
+            assert!(
+                err.contains("features.webrtc.ice_servers[1]"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn secrets_are_masked_when_printed() {
         let yaml = "database:\n  url: postgres://pbx:hunter2@db/pbx\n";
         let loaded = load_str(yaml, "t", props(&[])).unwrap();

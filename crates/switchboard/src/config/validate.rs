@@ -358,6 +358,16 @@ pub(super) fn validate(c: &Config) -> Result<(), Vec<Invalid>> {
         );
     }
 
+    for (i, url) in c.features.webrtc.ice_servers.iter().enumerate() {
+        if !is_ice_url(url) {
+            bad(
+                &format!("features.webrtc.ice_servers[{i}]"),
+                url,
+                "a STUN or TURN URL: stun:HOST[:PORT], stuns:…, turn:HOST[:PORT][?transport=udp|tcp], turns:…",
+            );
+        }
+    }
+
     if c.features.dnd_scheduling.check_interval == 0 {
         bad(
             "features.dnd_scheduling.check_interval",
@@ -404,6 +414,26 @@ pub(super) fn validate(c: &Config) -> Result<(), Vec<Invalid>> {
     }
 
     if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// A STUN or TURN URL as browsers take it (RFC 7064, RFC 7065): the scheme and a host,
+/// no spaces or credentials.
+fn is_ice_url(url: &str) -> bool {
+    let rest = ["stun:", "stuns:", "turn:", "turns:"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme));
+    rest.is_some_and(|r| {
+        let host = r.split(['?', ':']).next().unwrap_or("");
+        let host = if r.starts_with('[') {
+            r.split(']').next().unwrap_or("")
+        } else {
+            host
+        };
+        !host.is_empty()
+            && !r.starts_with("//")
+            && !r.contains('@')
+            && r.chars().all(|c| c.is_ascii_graphic())
+    })
 }
 
 fn is_cidr(text: &str) -> bool {

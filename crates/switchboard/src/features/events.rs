@@ -39,6 +39,8 @@ pub enum EventType {
     DeviceOnline,
     DeviceOffline,
     DeviceDeleted,
+    WebrtcSessionCreated,
+    WebrtcSessionEnded,
 }
 
 impl EventType {
@@ -69,6 +71,8 @@ impl EventType {
         Self::DeviceOnline,
         Self::DeviceOffline,
         Self::DeviceDeleted,
+        Self::WebrtcSessionCreated,
+        Self::WebrtcSessionEnded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +103,8 @@ impl EventType {
             Self::DeviceOnline => "device.online",
             Self::DeviceOffline => "device.offline",
             Self::DeviceDeleted => "device.deleted",
+            Self::WebrtcSessionCreated => "webrtc.session_created",
+            Self::WebrtcSessionEnded => "webrtc.session_ended",
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod registered_phones;
 pub mod security;
 pub mod voicemail;
 pub mod webhooks;
+pub mod webrtc;
 
 pub use error::ServiceError;
 

@@ -20,6 +20,7 @@ pub mod sessions;
 pub mod settings;
 pub mod voicemail;
 pub mod webhooks;
+pub mod webrtc;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -159,3 +159,16 @@ pub async fn delete<'c>(exec: impl Executor<'c, Database = Any>, id: i64) -> Res
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Removes the row of one device of an extension, by its MAC or marker (a browser
+/// session's row when the session ends).
+pub async fn delete_by_mac(conn: &mut Conn, extension: &str, mac_address: &str) -> Result<bool> {
+    let done = sqlx::query(
+        "DELETE FROM registered_phones WHERE extension_number = $1 AND mac_address = $2",
+    )
+    .bind(extension)
+    .bind(mac_address)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -430,21 +430,43 @@ impl ExtensionService {
         row: &ExtensionRow,
     ) -> Result<bool, ServiceError> {
         let mut tx = self.db.begin().await?;
-        let inserted = store::insert_if_absent(&mut tx, row).await?;
-        if inserted {
-            let extension = Extension::from(row);
-            emit(
-                &mut tx,
-                EventType::ExtensionCreated,
-                &json!({"extension": extension, "actor": by.label()}),
-            )
-            .await?;
-        }
+        let inserted = self.insert_if_absent_in(&mut tx, by, row).await?;
         tx.commit().await?;
         if inserted {
             self.changes.extension(&row.number);
         }
         Ok(inserted)
+    }
+
+    /// Inserts `row` unless its number exists, with its `extension.created` event, in the
+    /// caller's transaction (another feature's change that brings the extension along).
+    /// Once committed, the caller tells [`Self::changes`] about it.
+    pub(crate) async fn insert_if_absent_in(
+        &self,
+        tx: &mut Conn,
+        by: &Actor,
+        row: &ExtensionRow,
+    ) -> Result<bool, ServiceError> {
+        let inserted = store::insert_if_absent(tx, row).await?;
+        if inserted {
+            let extension = Extension::from(row);
+            emit(
+                tx,
+                EventType::ExtensionCreated,
+                &json!({"extension": extension, "actor": by.label()}),
+            )
+            .await?;
+        }
+        Ok(inserted)
+    }
+
+    /// Reads an extension inside the caller's transaction.
+    pub(crate) async fn get_in(
+        &self,
+        tx: &mut Conn,
+        number: &str,
+    ) -> Result<Option<ExtensionRow>, ServiceError> {
+        Ok(store::get(&mut *tx, number).await?)
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -454,6 +476,36 @@ impl ExtensionService {
     pub(crate) fn changes(&self) -> &Changes {
         &self.changes
     }
+}
+
+/// A virtual extension (a browser phone's `webrtc-admin`): role user, no web password,
+/// no SIP secret and no PIN, voicemail off. Nothing can log in or register as it; it is
+/// reached only through an authenticated browser session, and dialled by name.
+pub(crate) fn virtual_row(number: &str, name: &str) -> Result<ExtensionRow, ServiceError> {
+    rules::check_number(number)?;
+    let name = rules::check_name(name)?;
+    let now = Timestamp::now();
+    Ok(ExtensionRow {
+        number: number.to_owned(),
+        name,
+        email: None,
+        role: Role::User,
+        allow_external: false,
+        voicemail_enabled: false,
+        forward_target: None,
+        forward_when: None,
+        active: true,
+        ad_synced: false,
+        ad_username: None,
+        password_hash: None,
+        must_change_password: false,
+        sip_realm: None,
+        sip_ha1_md5: None,
+        sip_ha1_sha256: None,
+        voicemail_pin_hash: None,
+        created_at: now,
+        updated_at: now,
+    })
 }
 
 fn set_ha1(row: &mut ExtensionRow, ha1: SipHa1) {
