@@ -242,6 +242,27 @@ async fn jssip_in_chromium_calls_through_the_webrtc_gateway() {
         bindings(&server, "2001").await.is_empty()
     })
     .await;
+    // Each call's gateway came up and is gone with its call.
+    let metric = |text: &str, name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    eventually("the gateways to stop", || async {
+        let (_, text) = admin.get_text("/metrics").await;
+        metric(&text, "switchboard_webrtc_legs") == Some(0.0)
+    })
+    .await;
+    let (_, text) = admin.get_text("/metrics").await;
+    let connected = metric(&text, "switchboard_webrtc_connected_total").unwrap_or(0.0);
+    assert!(
+        connected >= 3.0,
+        "three calls connected their media: {connected}"
+    );
     let cdrs = admin.get("/api/cdr").await.1;
     let answered = cdrs["items"]
         .as_array()

@@ -220,13 +220,12 @@ impl BrowserLeg {
         }
         let browser_socket = UdpSocket::from_std(browser_socket).map_err(|e| e.to_string())?;
         let plain_socket = UdpSocket::from_std(plain_socket).map_err(|e| e.to_string())?;
-        tokio::spawn(run(
-            shared.clone(),
-            browser_socket,
-            plain_socket,
-            relay,
-            candidate,
-        ));
+        let task_shared = shared.clone();
+        metrics::gauge!("switchboard_webrtc_legs").increment(1.0);
+        tokio::spawn(async move {
+            run(task_shared, browser_socket, plain_socket, relay, candidate).await;
+            metrics::gauge!("switchboard_webrtc_legs").decrement(1.0);
+        });
         Ok(Self {
             shared,
             local_sdp: Bytes::from(local_sdp),
@@ -411,9 +410,13 @@ fn drain(
             }
             Output::Connected => {
                 tracing::debug!(%relay, "browser media connected");
+                metrics::counter!("switchboard_webrtc_connected_total").increment(1);
                 connected = true;
             }
-            Output::Disconnected => tracing::debug!(%relay, "browser media lost"),
+            Output::Disconnected => {
+                tracing::debug!(%relay, "browser media lost");
+                metrics::counter!("switchboard_webrtc_disconnected_total").increment(1);
+            }
             Output::Closed => return None,
             Output::Timeout(at) => return Some((at, connected)),
         }
