@@ -380,20 +380,13 @@ const ED25519: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIEaZzCyoFH04XCJWQyWH6q+NJ4W3cd0kC
 async fn tls_with_a_private_ca_and_the_ssh_host_keys() {
     use switchboard::config::HttpTls;
     let certs = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let (cert_file, key_file) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    std::fs::write(&cert_file, leaf.pem()).unwrap();
-    std::fs::write(&key_file, leaf_key.serialize_pem()).unwrap();
-    let ca_file = certs.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let crate::harness::PrivateCa {
+        cert_file,
+        key_file,
+        ca_file,
+        ca_pem,
+        ..
+    } = crate::harness::private_ca(certs.path());
     std::fs::write(
         certs.path().join("ssh_host_ed25519_key.pub"),
         format!("ssh-ed25519 {ED25519} root@pbx\n"),
@@ -411,7 +404,7 @@ async fn tls_with_a_private_ca_and_the_ssh_host_keys() {
     let port = server.base.rsplit(':').next().unwrap();
     let url = format!("https://localhost:{port}");
     let https = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let password = server.operator.as_ref().unwrap().password.clone();

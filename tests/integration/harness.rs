@@ -627,3 +627,37 @@ pub async fn banner_admin_token(http: &reqwest::Client, base: &str, password: &s
         .unwrap();
     body["token"].as_str().unwrap().to_owned()
 }
+
+/// A private CA and a certificate for `localhost` it signed, written to a directory
+/// (rustls refuses a self-signed CA as the server's own certificate).
+pub struct PrivateCa {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The CA's certificate, also as a file (what a client is told to trust).
+    pub ca_file: PathBuf,
+    pub ca_pem: String,
+    pub ca_der: Vec<u8>,
+}
+
+pub fn private_ca(dir: &Path) -> PrivateCa {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let files = PrivateCa {
+        cert_file: dir.join("cert.pem"),
+        key_file: dir.join("key.pem"),
+        ca_file: dir.join("ca.pem"),
+        ca_pem: ca.pem(),
+        ca_der: ca.der().to_vec(),
+    };
+    std::fs::write(&files.cert_file, leaf.pem()).unwrap();
+    std::fs::write(&files.key_file, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&files.ca_file, &files.ca_pem).unwrap();
+    files
+}

@@ -12,17 +12,7 @@ use crate::harness::{TestDb, TestServer, test_config};
 #[tokio::test]
 async fn options_and_register_over_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    std::fs::write(dir.path().join("sip.pem"), leaf.pem()).unwrap();
-    std::fs::write(dir.path().join("sip.key"), leaf_key.serialize_pem()).unwrap();
+    let ca = crate::harness::private_ca(dir.path());
 
     let db = TestDb::sqlite().await;
     let data_dir = tempfile::tempdir().unwrap();
@@ -31,15 +21,15 @@ async fn options_and_register_over_tls() {
         .sip
         .listen
         .push(SipListen::parse("tls:127.0.0.1:0").unwrap());
-    config.sip.tls.cert_file = Some(dir.path().join("sip.pem"));
-    config.sip.tls.key_file = Some(dir.path().join("sip.key"));
+    config.sip.tls.cert_file = Some(ca.cert_file.clone());
+    config.sip.tls.key_file = Some(ca.key_file.clone());
     let server = TestServer::start_with(db, data_dir, config).await;
     let addr = server.sip_addr(SipTransport::Tls);
 
     switchboard::tls::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(rustls::pki_types::CertificateDer::from(ca.der().to_vec()))
+        .add(rustls::pki_types::CertificateDer::from(ca.ca_der.clone()))
         .unwrap();
     let client = rustls::ClientConfig::builder()
         .with_root_certificates(roots)

@@ -64,18 +64,12 @@ async fn self_signed_https_with_secure_cookies() {
 #[tokio::test]
 async fn certificate_files_from_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_file, leaf.pem()).unwrap();
-    std::fs::write(&key_file, leaf_key.serialize_pem()).unwrap();
+    let crate::harness::PrivateCa {
+        cert_file,
+        key_file,
+        ca_pem,
+        ..
+    } = crate::harness::private_ca(dir.path());
 
     let db = TestDb::sqlite().await;
     let data_dir = tempfile::tempdir().unwrap();
@@ -87,7 +81,7 @@ async fn certificate_files_from_a_private_ca() {
     let server = TestServer::start_with(db, data_dir, config).await;
     let port = server.base.rsplit(':').next().unwrap().to_owned();
     let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let resp = http

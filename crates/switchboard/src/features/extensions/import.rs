@@ -294,7 +294,7 @@ impl ExtensionService {
             };
             let (mut target, created) = match row {
                 Some(current) => (current, false),
-                None => (blank_row(&p.row.number, now), true),
+                None => (super::blank_row(&p.row.number, now), true),
             };
             let before = target.clone();
             apply(&mut target, &p);
@@ -369,30 +369,6 @@ fn skip(report: &mut ImportReport, row: usize, number: String, reason: String) {
         number,
         reason,
     });
-}
-
-fn blank_row(number: &str, now: Timestamp) -> ExtensionRow {
-    ExtensionRow {
-        number: number.to_owned(),
-        name: String::new(),
-        email: None,
-        role: Role::User,
-        allow_external: false,
-        voicemail_enabled: true,
-        forward_target: None,
-        forward_when: None,
-        active: true,
-        ad_synced: false,
-        ad_username: None,
-        password_hash: None,
-        must_change_password: false,
-        sip_realm: None,
-        sip_ha1_md5: None,
-        sip_ha1_sha256: None,
-        voicemail_pin_hash: None,
-        created_at: now,
-        updated_at: now,
-    }
 }
 
 fn apply(target: &mut ExtensionRow, p: &Prepared) {

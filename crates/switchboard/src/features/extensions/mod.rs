@@ -486,12 +486,22 @@ pub(crate) fn virtual_row(number: &str, name: &str) -> Result<ExtensionRow, Serv
     let name = rules::check_name(name)?;
     let now = Timestamp::now();
     Ok(ExtensionRow {
-        number: number.to_owned(),
         name,
+        voicemail_enabled: false,
+        ..blank_row(number, now)
+    })
+}
+
+/// An extension with nothing set but its number: no name, credentials or forwarding;
+/// role user, active, voicemail on.
+pub(super) fn blank_row(number: &str, now: Timestamp) -> ExtensionRow {
+    ExtensionRow {
+        number: number.to_owned(),
+        name: String::new(),
         email: None,
         role: Role::User,
         allow_external: false,
-        voicemail_enabled: false,
+        voicemail_enabled: true,
         forward_target: None,
         forward_when: None,
         active: true,
@@ -505,7 +515,7 @@ pub(crate) fn virtual_row(number: &str, name: &str) -> Result<ExtensionRow, Serv
         voicemail_pin_hash: None,
         created_at: now,
         updated_at: now,
-    })
+    }
 }
 
 fn set_ha1(row: &mut ExtensionRow, ha1: SipHa1) {

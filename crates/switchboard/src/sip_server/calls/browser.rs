@@ -274,12 +274,7 @@ fn plain_sdp(peer: &WebRtcPeer, at: SocketAddr, direction: Direction) -> Bytes {
     for c in codecs {
         formats.push(' ');
         formats.push_str(&c.payload_type.to_string());
-        let name = match c.codec {
-            Codec::Pcmu => "PCMU/8000",
-            Codec::Pcma => "PCMA/8000",
-            Codec::TelephoneEvent => "telephone-event/8000",
-        };
-        maps.push_str(&format!("a=rtpmap:{} {name}\r\n", c.payload_type));
+        maps.push_str(&format!("a=rtpmap:{} {}\r\n", c.payload_type, c.codec));
         if c.codec == Codec::TelephoneEvent {
             maps.push_str(&format!("a=fmtp:{} 0-16\r\n", c.payload_type));
         }

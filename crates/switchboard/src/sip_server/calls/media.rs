@@ -210,12 +210,9 @@ impl Media {
         offer: Option<&SessionDescription>,
     ) -> Result<Bytes, Unusable> {
         let to = usize::from(from != Leg::B);
+        // Anchoring keeps it: the browser's own, or the one a browser is offered.
+        let direction = audio_stream(&sdp).map_or(Direction::SendRecv, |i| sdp.media_direction(i));
         let anchored = if browser::is_webrtc(&sdp) {
-            let stream = sdp
-                .media
-                .iter()
-                .position(|m| m.media == "audio" && m.port != 0);
-            let direction = stream.map_or(Direction::SendRecv, |i| sdp.media_direction(i));
             let plain = self.plain_from_browser(from, body, direction, towards)?;
             let sdp = parse(&plain)?;
             self.anchor(from, &plain, sdp, towards, offer)?
@@ -228,12 +225,6 @@ impl Media {
             // An offer towards a browser in the call (the other phone holds or
             // resumes): a new WebRTC offer of the same session, in that direction.
             Some(leg) => {
-                let sent = parse(&anchored)?;
-                let stream = sent
-                    .media
-                    .iter()
-                    .position(|m| m.media == "audio" && m.port != 0);
-                let direction = stream.map_or(Direction::SendRecv, |i| sent.media_direction(i));
                 if leg.offer_again(direction).map_err(Unusable)? {
                     Ok(leg.local_sdp.clone())
                 } else {
@@ -254,11 +245,8 @@ impl Media {
         towards: IpAddr,
         offer: Option<&SessionDescription>,
     ) -> Result<Bytes, Unusable> {
-        let stream = sdp
-            .media
-            .iter()
-            .position(|m| m.media == "audio" && m.port != 0)
-            .ok_or_else(|| Unusable("No audio stream to relay".into()))?;
+        let stream =
+            audio_stream(&sdp).ok_or_else(|| Unusable("No audio stream to relay".into()))?;
         if let Some(offered) = offer.and_then(|o| o.media.get(stream))
             && !sdp.media[stream].keep_offered(offered)
         {
@@ -297,6 +285,13 @@ impl Media {
         sdp.anchor(towards, &ports);
         Ok(Bytes::from(switchboard_sip::text::render(&sdp, 512)))
     }
+}
+
+/// The stream relayed: the first audio one not refused.
+fn audio_stream(sdp: &SessionDescription) -> Option<usize> {
+    sdp.media
+        .iter()
+        .position(|m| m.media == "audio" && m.port != 0)
 }
 
 fn parse(body: &[u8]) -> Result<SessionDescription, Unusable> {
