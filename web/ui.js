@@ -76,6 +76,25 @@ export function alertBox() {
   return h('div', { class: 'alert', role: 'alert', hidden: true });
 }
 
+/**
+ * Shows what `refresh` loads now, then again every `ms` milliseconds while `page` is
+ * still the page shown (`isCurrent`); a failure is shown in `box`.
+ */
+export async function keepFresh(page, isCurrent, box, refresh, ms) {
+  try {
+    await refresh();
+  } catch (err) {
+    showAlert(box, err.message);
+  }
+  const timer = setInterval(() => {
+    if (!isCurrent() || !page.isConnected) {
+      clearInterval(timer);
+      return;
+    }
+    refresh().catch((err) => showAlert(box, err.message));
+  }, ms);
+}
+
 export function showAlert(box, text) {
   box.textContent = text;
   box.hidden = !text;

@@ -3,7 +3,7 @@
 // same MAC. Read again every few seconds while open.
 
 import { get, post, del } from '../api.js';
-import { h, heading, field, alertBox, showAlert, showError, confirmDialog, formatDate, dataTable, secretsDialog } from '../ui.js';
+import { h, keepFresh, heading, field, alertBox, showAlert, showError, confirmDialog, formatDate, dataTable, secretsDialog } from '../ui.js';
 
 const REFRESH_MS = 5000;
 
@@ -97,16 +97,5 @@ export async function render(page, { isCurrent }) {
     await refresh();
   });
 
-  try {
-    await refresh();
-  } catch (err) {
-    showAlert(box, err.message);
-  }
-  const timer = setInterval(() => {
-    if (!isCurrent() || !page.isConnected) {
-      clearInterval(timer);
-      return;
-    }
-    refresh().catch((err) => showAlert(box, err.message));
-  }, REFRESH_MS);
+  await keepFresh(page, isCurrent, box, refresh, REFRESH_MS);
 }

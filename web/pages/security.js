@@ -3,7 +3,7 @@
 // check, and the latest threat events.
 
 import { get, post, query } from '../api.js';
-import { h, heading, field, alertBox, showAlert, confirmDialog, formatDate, dataTable } from '../ui.js';
+import { h, keepFresh, heading, field, alertBox, showAlert, confirmDialog, formatDate, dataTable } from '../ui.js';
 
 /** How often the page is read again while open. */
 const REFRESH_MS = 5000;
@@ -129,16 +129,5 @@ export async function render(page, { isCurrent }) {
     }
   });
 
-  try {
-    await refresh();
-  } catch (err) {
-    showAlert(box, err.message);
-  }
-  const timer = setInterval(() => {
-    if (!isCurrent() || !page.isConnected) {
-      clearInterval(timer);
-      return;
-    }
-    refresh().catch((err) => showAlert(box, err.message));
-  }, REFRESH_MS);
+  await keepFresh(page, isCurrent, box, refresh, REFRESH_MS);
 }

@@ -2,7 +2,7 @@
 // once), a test event, and the delivery log with re-delivery.
 
 import { get, post, del, query } from '../api.js';
-import { h, heading, field, alertBox, showAlert, confirmDialog, secretsDialog, formatDate, dataTable } from '../ui.js';
+import { h, keepFresh, heading, field, alertBox, showAlert, confirmDialog, secretsDialog, formatDate, dataTable } from '../ui.js';
 
 const STATUS = { pending: 'Waiting', delivered: 'Delivered', failed: 'Failed' };
 /** How often health and the log are read again while the page is open. */
@@ -140,16 +140,5 @@ export async function render(page, { isCurrent }) {
     }
   });
 
-  try {
-    await refresh();
-  } catch (err) {
-    showAlert(box, err.message);
-  }
-  const timer = setInterval(() => {
-    if (!isCurrent() || !page.isConnected) {
-      clearInterval(timer);
-      return;
-    }
-    refresh().catch((err) => showAlert(box, err.message));
-  }, REFRESH_MS);
+  await keepFresh(page, isCurrent, box, refresh, REFRESH_MS);
 }
